@@ -1,0 +1,3 @@
+from edge_liveness.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""`edge-liveness` command line: one subcommand per module that owns the work.
+
+Each command module exposes ``add_arguments(parser)`` and ``main(args) -> int``; modules are
+imported only when their command runs, so ``edge-liveness run`` never pays for (or imports)
+the workstation side's TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("edge_liveness.daemon", "run the daemon: camera -> face -> liveness -> decision -> MQTT"),
+    "replay": ("edge_liveness.replay", "run the pipeline on a recording and print what it would decide"),
+    "config": ("edge_liveness.config_cli", "check or show the configuration"),
+    "models": ("edge_liveness.modelstore", "fetch and verify the third-party face models"),
+    "ear": ("edge_liveness.ear_cli", "eye aspect ratio of the faces in images"),
+    "events": ("edge_liveness.events_cli", "list the local decision journal (audit log)"),
+    "verify": ("edge_liveness.verify", "check signed event payloads read from stdin"),
+    "status": ("edge_liveness.status", "show the running daemon's health"),
+    "bench": ("edge_liveness.bench", "benchmark the frame loop per stage"),
+    "dataset": ("converters.dataset", "workstation: cut aligned face crops from videos and images"),
+    "train": ("converters.train", "workstation: train the MobileNetV2 liveness model"),
+    "convert": ("converters.convert", "workstation: convert a Keras model to TFLite (int8, ...)"),
+    "evaluate": ("converters.evaluate", "evaluate a liveness model with ISO/IEC 30107-3 metrics"),
+}
+
+
+def _command_name(argv: list[str]) -> str | None:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-liveness", description="Face-liveness daemon for door-access devices.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            mod = importlib.import_module(module)
+            mod.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = _command_name(argv)
+    parser = build_parser(name if name in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(version("edge-liveness"))
+        return 0
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 2
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.main(args) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,326 @@
+"""The one configuration model the whole daemon reads.
+
+Sources, strongest first: explicit overrides (CLI flags), environment variables
+``EDGE_LIVENESS_<SECTION>__<KEY>``, secret files (systemd's ``$CREDENTIALS_DIRECTORY`` or
+``--secrets-dir``), the TOML file, built-in defaults. Every section forbids unknown keys, so a typo
+is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-liveness/edge-liveness.toml")
+ENV_PREFIX = "EDGE_LIVENESS_"
+
+# Secret files whose names are friendlier than section__key (systemd LoadCredential= names).
+SECRET_ALIASES = {
+    "mqtt_password": ("mqtt", "password"),
+    "signing_key": ("security", "signing_key"),
+}
+
+
+def _default_state_dir() -> str:
+    # systemd's StateDirectory= exports this; outside systemd a user-writable place.
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    system = Path("/var/lib/edge-liveness")
+    if system.is_dir() and os.access(system, os.W_OK):
+        return str(system)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "edge-liveness")
+
+
+def _default_models_dir() -> str:
+    system = Path("/var/lib/edge-liveness/models")
+    if system.is_dir():
+        return str(system)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "edge-liveness" / "models")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceConfig(Section):
+    id: str = Field(default_factory=lambda: socket.gethostname() or "door", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                    description="device id; becomes the MQTT topic segment")
+
+
+class CameraConfig(Section):
+    source: str = Field("0", description="'picamera2', a device index, /dev/videoN, a GStreamer pipeline, "
+                                          "rtsp:// or http:// URL, a video file, an image or a folder of images")
+    width: int = Field(640, gt=0, le=7680)
+    height: int = Field(480, gt=0, le=4320)
+    fps: float = Field(30.0, gt=0, le=240)
+    loop: bool = Field(False, description="replay sources: start again at the end")
+    realtime: bool = Field(True, description="replay sources: pace at the file's frame rate (False: as fast as possible)")
+    reopen_initial_s: float = Field(0.5, gt=0, le=60)
+    reopen_max_s: float = Field(30.0, gt=0, le=3600)
+    read_timeout_s: float = Field(5.0, gt=0, le=600, description="no frame for this long counts as a stalled camera")
+    threaded: bool = Field(True, description="capture in its own thread; a slow stage then drops frames, not latency")
+
+
+class ModelsConfig(Section):
+    dir: str = Field(default_factory=_default_models_dir, description="where `models fetch` puts third-party models")
+    detector: str = "face_detection_short_range.tflite"
+    landmarks: str = "face_landmark.tflite"
+    liveness: str = Field("", description="liveness .tflite; empty = the model shipped with the package")
+    num_threads: int = Field(1, ge=1, le=16)
+
+
+class DetectionConfig(Section):
+    min_score: float = Field(0.6, gt=0, lt=1)
+    nms_iou: float = Field(0.3, gt=0, lt=1)
+    min_face_frac: float = Field(0.15, gt=0, le=1, description="face box side / frame short side to count as 'large enough'")
+    multiple_faces: Literal["reject", "largest"] = "reject"
+    crop_margin: float = Field(0.6, ge=0, le=2, description="margin around the face in the liveness crop, as a share of the eye-mouth scale")
+    track: bool = Field(True, description="skip the detector while landmark tracking holds")
+    min_presence: float = Field(0.5, gt=0, lt=1, description="landmark face-presence score below which tracking is lost")
+    max_yaw_deg: float = Field(30.0, gt=0, le=90, description="a face turned further than this is not frontal enough to start an attempt")
+
+
+class BlinkConfig(Section):
+    relative_closed: float = Field(0.7, gt=0, lt=1, description="closed when EAR < this x open-eye baseline")
+    absolute_closed: float = Field(0.18, gt=0, lt=1, description="fallback closed threshold until a baseline exists")
+    min_closed_s: float = Field(0.03, ge=0, le=2)
+    max_closed_s: float = Field(0.6, gt=0, le=5)
+    baseline_s: float = Field(2.0, gt=0, le=60, description="window of the running-median open-eye baseline")
+
+
+class ActiveConfig(Section):
+    mode: Literal["off", "blink", "turn", "blink_and_turn", "challenge"] = "blink"
+    blink_timeout: float = Field(6.0, gt=0, le=120)
+    turn_deg: float = Field(20.0, gt=0, le=80)
+    nod_deg: float = Field(12.0, gt=0, le=80)
+    turn_window_s: float = Field(4.0, gt=0, le=60)
+    challenge_min_steps: int = Field(1, ge=1, le=3)
+    challenge_max_steps: int = Field(3, ge=1, le=3)
+    challenge_step_timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+class DecisionConfig(Section):
+    min_frames: int = Field(8, ge=1, le=10000)
+    threshold: float | None = Field(None, gt=0, lt=1, description="P(live) threshold; empty = the model manifest's")
+    attempt_timeout_s: float = Field(10.0, gt=0, le=600)
+    face_lost_s: float = Field(1.0, gt=0, le=60)
+    cooldown_s: float = Field(3.0, ge=0, le=600)
+
+
+class MqttConfig(Section):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(1883, gt=0, lt=65536)
+    client_id: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    topic_prefix: str = Field("edge-liveness", pattern=r"^[^#+]+$")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = Field(False, description="skip hostname check (never in production)")
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    ha_discovery: bool = False
+    ha_prefix: str = "homeassistant"
+    max_command_bytes: int = Field(4096, ge=64, le=1048576)
+    command_rate_per_min: int = Field(30, ge=1, le=10000)
+
+
+class SecurityConfig(Section):
+    signing_key: SecretStr = Field(SecretStr(""), description="HMAC key for events and commands; from the secrets directory")
+    max_clock_skew_s: float = Field(300.0, gt=0, le=86400)
+
+
+class StorageConfig(Section):
+    state_dir: str = Field(default_factory=_default_state_dir)
+    retention_days: float = Field(30.0, gt=0, le=3650)
+    retention_rows: int = Field(100000, ge=100, le=100000000)
+    save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true")
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class HealthConfig(Section):
+    http: bool = Field(False, description="serve /healthz and /metrics on localhost")
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: int = Field(9108, gt=0, lt=65536)
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
+_secrets_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("secrets_dir", default=None)
+
+
+class ConfigFileError(ValueError):
+    """The TOML file cannot be read or parsed (message is one line)."""
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigFileError(f"{path}: config file not found (give an existing --config or leave it out for defaults)")
+    except PermissionError:
+        raise ConfigFileError(f"{path}: config file not readable (permission denied): fix its owner/mode")
+    except IsADirectoryError:
+        raise ConfigFileError(f"{path}: is a directory, not a TOML config file")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigFileError(f"{path}: bad TOML: {e}")
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path}: not a text file: a TOML config must be UTF-8")
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        return read_toml(path) if path else {}
+
+
+class _SecretsSource(PydanticBaseSettingsSource):
+    """Secret files: ``<section>__<key>`` or one of SECRET_ALIASES; contents stripped of the final newline."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        d = _secrets_dir.get()
+        if d is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+            d = Path(os.environ["CREDENTIALS_DIRECTORY"])
+        if not d or not d.is_dir():
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for f in sorted(d.iterdir()):
+            if not f.is_file():
+                continue
+            if f.name in SECRET_ALIASES:
+                section, key = SECRET_ALIASES[f.name]
+            elif "__" in f.name:
+                section, key = f.name.split("__", 1)
+            else:
+                continue
+            out.setdefault(section, {})[key] = f.read_text().rstrip("\r\n")
+        return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      validate_assignment=True, nested_model_default_partial_update=True)
+
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    blink: BlinkConfig = Field(default_factory=BlinkConfig)
+    active: ActiveConfig = Field(default_factory=ActiveConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _SecretsSource(settings_cls), _TomlSource(settings_cls))
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.storage.state_dir)
+
+    @property
+    def topic_base(self) -> str:
+        return f"{self.mqtt.topic_prefix.rstrip('/')}/{self.device.id}"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+_OP = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _problem_line(err: dict) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "(config)"
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (check the spelling against config/edge-liveness.toml)"
+    if kind in _OP:
+        bound = next(iter(ctx.values()), "?")
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"{loc}: must be {_OP[kind]} {bound} (got {got!r})"
+    if kind == "literal_error":
+        return f"{loc}: must be one of {ctx.get('expected', '?')} (got {got!r})"
+    if kind == "string_pattern_mismatch":
+        return f"{loc}: must match {ctx.get('pattern')} (got {got!r})"
+    if kind == "missing":
+        return f"{loc}: required"
+    msg = err.get("msg", "invalid").replace("Input should be", "must be")
+    return f"{loc}: {msg} (got {got!r})"
+
+
+def resolve_config_path(path: str | Path | None) -> Path | None:
+    if path:
+        return Path(path)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(path: str | Path | None = None, secrets_dir: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings; raise ConfigError listing every problem, one line each."""
+    cfg_path = resolve_config_path(path)
+    t1 = _config_file.set(cfg_path)
+    t2 = _secrets_dir.set(Path(secrets_dir) if secrets_dir else None)
+    try:
+        return Settings(**overrides)
+    except ConfigFileError as e:
+        raise ConfigError([str(e)]) from None
+    except ValidationError as e:
+        raise ConfigError([_problem_line(err) for err in e.errors()]) from None
+    finally:
+        _config_file.reset(t1)
+        _secrets_dir.reset(t2)
+
+
+def masked_dict(settings: Settings) -> dict[str, Any]:
+    """The effective config as plain data, secrets shown as '********' (or '' when unset)."""
+    def walk(model: BaseModel) -> dict[str, Any]:
+        out = {}
+        for name in type(model).model_fields:
+            v = getattr(model, name)
+            if isinstance(v, BaseModel):
+                out[name] = walk(v)
+            elif isinstance(v, SecretStr):
+                out[name] = "********" if v.get_secret_value() else ""
+            else:
+                out[name] = v
+        return out
+    return walk(settings)
