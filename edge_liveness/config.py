@@ -83,7 +83,6 @@ class DetectionConfig(Section):
     nms_iou: float = Field(0.3, gt=0, lt=1)
     min_face_frac: float = Field(0.15, gt=0, le=1, description="face box side / frame short side to count as 'large enough'")
     multiple_faces: Literal["reject", "largest"] = "reject"
-    crop_margin: float = Field(0.6, ge=0, le=2, description="margin around the face in the liveness crop, as a share of the eye-mouth scale")
     track: bool = Field(True, description="skip the detector while landmark tracking holds")
     min_presence: float = Field(0.5, gt=0, lt=1, description="landmark face-presence score below which tracking is lost")
     max_yaw_deg: float = Field(30.0, gt=0, le=90, description="a face turned further than this is not frontal enough to start an attempt")
