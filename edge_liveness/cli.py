@@ -67,3 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(mod.main(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout closed early (`| head`): not an error; silence the interpreter's flush at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -86,6 +86,7 @@ class DetectionConfig(Section):
     track: bool = Field(True, description="skip the detector while landmark tracking holds")
     min_presence: float = Field(0.5, gt=0, lt=1, description="landmark face-presence score below which tracking is lost")
     max_yaw_deg: float = Field(30.0, gt=0, le=90, description="a face turned further than this is not frontal enough to start an attempt")
+    redetect_frames: int = Field(15, ge=1, le=1000, description="while tracking, still run the detector every N frames so a second face (a phone held up beside a live person) is seen")
 
 
 class BlinkConfig(Section):
@@ -94,6 +95,7 @@ class BlinkConfig(Section):
     min_closed_s: float = Field(0.03, ge=0, le=2)
     max_closed_s: float = Field(0.6, gt=0, le=5)
     baseline_s: float = Field(2.0, gt=0, le=60, description="window of the running-median open-eye baseline")
+    min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which EAR is not trusted (visible=False)")
 
 
 class ActiveConfig(Section):
@@ -105,6 +107,7 @@ class ActiveConfig(Section):
     challenge_min_steps: int = Field(1, ge=1, le=3)
     challenge_max_steps: int = Field(3, ge=1, le=3)
     challenge_step_timeout_s: float = Field(5.0, gt=0, le=60)
+    challenge_max_low_s: float = Field(1.0, ge=0, le=60, description="challenge: longest run of frames with P(live) below the threshold before spoof_suspected")
 
 
 class DecisionConfig(Section):
@@ -113,6 +116,8 @@ class DecisionConfig(Section):
     attempt_timeout_s: float = Field(10.0, gt=0, le=600)
     face_lost_s: float = Field(1.0, gt=0, le=60)
     cooldown_s: float = Field(3.0, ge=0, le=600)
+    rearm: Literal["leave", "cooldown"] = Field("leave", description="after a decision, a new attempt needs the face to leave (absent face_lost_s) and the cooldown; 'cooldown': the cooldown only")
+    early_fail: bool = Field(True, description="fail spoof_suspected as soon as min_frames show a median below the threshold, not at the active check's end")
 
 
 class MqttConfig(Section):

@@ -1,0 +1,343 @@
+"""`edge-liveness run`: the daemon's frame loop, signals, reload and health reporting.
+
+The loop is the pipeline: read a frame, process it, publish what was decided, report health.
+WATCHDOG=1 is sent from here, only after a frame was processed: a stuck camera then stops the
+heartbeat and systemd restarts us, which a heartbeat thread would hide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from edge_liveness.camera import Camera, CameraError, open_source
+from edge_liveness.config import ConfigError, Settings, load_settings
+from edge_liveness.logs import kv, setup_logging
+from edge_liveness.runtime import ModelError
+
+log = logging.getLogger("edge_liveness.daemon")
+
+EXIT_OK, EXIT_CONFIG, EXIT_FAILURE = 0, 2, 1
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="TOML config (default /etc/edge-liveness/edge-liveness.toml when it exists)")
+    p.add_argument("--source", help="override camera.source (device index, /dev/videoN, picamera2, URL, file, folder)")
+    p.add_argument("--secrets-dir", help="directory of secret files (default $CREDENTIALS_DIRECTORY)")
+    p.add_argument("--exit-at-end", action="store_true", help="exit when a replay source ends instead of waiting")
+    p.add_argument("--quiet", action="store_true", help="do not print decisions to stdout")
+
+
+class _Rate:
+    """Frames per second over a sliding second."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def tick(self, now: float) -> None:
+        self.stamps.append(now)
+        while self.stamps and now - self.stamps[0] > 2.0:
+            self.stamps.pop(0)
+
+    def fps(self, now: float) -> float:
+        recent = [s for s in self.stamps if now - s <= 2.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, config_path: str | None, secrets_dir: str | None = None,
+                 source_override: str | None = None, exit_at_end: bool = False, print_events: bool = True):
+        self.settings = settings
+        self.config_path = config_path
+        self.secrets_dir = secrets_dir
+        self.source_override = source_override
+        self.exit_at_end = exit_at_end
+        self.print_events = print_events
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self.commands: queue.Queue[tuple[str, dict, Future]] = queue.Queue()
+        self.rate = _Rate()
+        self.last_decision: dict[str, Any] | None = None
+        self.camera_state = "opening"
+        self.camera_restart = False
+
+    # ------------------------------------------------------------ set-up
+    def _overrides(self) -> dict[str, Any]:
+        return {"camera": {"source": self.source_override}} if self.source_override else {}
+
+    def _open_camera(self) -> Camera:
+        cam_cfg = self.settings.camera
+        source = open_source(cam_cfg.source, cam_cfg)
+        return Camera(source, cam_cfg, on_state=self._camera_state)
+
+    def _camera_state(self, state: str) -> None:
+        self.camera_state = state
+        self.notifier.status(f"camera {state}")
+
+    def _start_transport(self) -> None:
+        from edge_liveness.mqtt import MqttLink
+        from edge_liveness.outbox import Outbox
+        from edge_liveness.publisher import Publisher
+
+        s = self.settings
+        self.outbox = Outbox.open(s.state_path / "outbox.db", s.storage)
+        key = s.security.signing_key.get_secret_value().encode() or None
+        if key is None:
+            log.warning("no signing key configured: events are NOT signed (put one in the secrets directory as signing_key)")
+        self.link = MqttLink(s, on_command=self._on_command) if s.mqtt.enabled else None
+        self.publisher = Publisher(self.outbox, self.link, s.device.id, key)
+        if self.link is not None:
+            self.link.start()
+
+    def _on_command(self, name: str, args: dict) -> dict:
+        """Called from the MQTT thread: hand over to the frame loop and wait for its answer."""
+        fut: Future = Future()
+        self.commands.put((name, args, fut))
+        try:
+            return fut.result(timeout=5.0)
+        except Exception as e:
+            return {"ok": False, "error": f"not handled: {e}"}
+
+    # ------------------------------------------------------------ run
+    def run(self) -> int:
+        from edge_liveness.metrics import Metrics
+        from edge_liveness.pipeline import build_pipeline
+        from edge_liveness.sdnotify import Notifier
+        from edge_liveness.status import StatusFile
+
+        s = self.settings
+        self.notifier = Notifier()
+        self.notifier.status("loading models")
+        try:
+            self.pipeline = build_pipeline(s)
+        except ModelError as e:
+            log.error("%s", e)
+            return EXIT_CONFIG
+        self.metrics = Metrics(enabled=s.health.http)
+        if s.health.http:
+            self.metrics.serve(s.health.host, s.health.port)
+        try:
+            s.state_path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            log.error("state directory %s unusable (%s): decisions go out over MQTT only until it is fixed", s.storage.state_dir, e)
+        self.status = StatusFile(s.state_path)
+        self._start_transport()
+        try:
+            self.camera = self._open_camera()
+        except CameraError as e:
+            log.error("%s", e)
+            self._shutdown()
+            return EXIT_CONFIG
+
+        self._install_signals()
+        li = self.pipeline.models.liveness
+        log.info("running", extra=kv(device=s.device.id, source=self.camera.source.name, model=li.name,
+                                        sha256=li.sha256[:12], threshold=li.threshold, active=self.pipeline.engine.active_mode,
+                                        runtime=li.runtime if hasattr(li, "runtime") else "?"))
+        code = self._loop()
+        self._shutdown()
+        return code
+
+    def _loop(self) -> int:
+        ready = False
+        last_status = 0.0
+        while not self.stop.is_set():
+            try:
+                for frame in self.camera.frames(self.stop):
+                    now = time.monotonic()
+                    self._housekeeping()
+                    if self.camera_restart:
+                        break
+                    if frame is None:
+                        if now - last_status > 1.0:
+                            self._report(now)
+                            last_status = now
+                        continue
+                    result = self.pipeline.process(frame)
+                    for out in result.outputs:
+                        self._emit(out)
+                    self.rate.tick(now)
+                    self.metrics.frame(result.ms)
+                    if not ready:
+                        self.notifier.ready()
+                        ready = True
+                        log.info("first frame processed: ready")
+                    self.notifier.watchdog()
+                    if now - last_status > 1.0:
+                        self._report(now)
+                        last_status = now
+            except CameraError as e:
+                log.error("%s", e)
+                return EXIT_FAILURE
+            if self.stop.is_set():
+                break
+            if self.camera_restart:
+                self.camera_restart = False
+                try:
+                    self.camera = self._open_camera()
+                except CameraError as e:
+                    log.error("%s", e)
+                    return EXIT_FAILURE
+                continue
+            # The source ended (a replay file without loop).
+            if self.exit_at_end:
+                break
+            log.info("replay source ended; waiting (no frames: the watchdog stops)")
+            self.notifier.status("source ended")
+            self.stop.wait(1.0)
+            while not self.stop.is_set():
+                self._housekeeping()
+                self._report(time.monotonic())
+                self.stop.wait(0.5)
+        return EXIT_OK
+
+    # ------------------------------------------------------------ per-frame helpers
+    def _emit(self, out: Any) -> None:
+        kind = "prompt" if type(out).__name__ == "Prompt" else "decision"
+        payload = self.publisher.submit(kind, out.body())
+        if kind == "decision":
+            self.last_decision = {k: payload.get(k) for k in ("result", "reason", "ts", "event_id", "seq")}
+            self.metrics.decision(payload["result"], payload.get("reason"))
+            log.info("decision", extra=kv(result=payload["result"], reason=payload.get("reason"), seq=payload["seq"]))
+        if self.print_events:
+            print(json.dumps(payload, separators=(",", ":")), flush=True)
+
+    def _housekeeping(self) -> None:
+        while True:
+            try:
+                name, args, fut = self.commands.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                fut.set_result(self._handle_command(name, args))
+            except Exception as e:
+                log.warning("command %s failed: %s", name, e)
+                fut.set_result({"ok": False, "error": str(e)})
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+
+    def _handle_command(self, name: str, args: dict) -> dict:
+        engine = self.pipeline.engine
+        if name == "active":
+            mode = args.get("mode")
+            if mode is None and "enabled" in args:
+                mode = self.settings.active.mode if args["enabled"] else "off"
+                if mode == "off" and args["enabled"]:
+                    mode = "blink"
+            engine.active_mode = mode
+            log.info("active check set to %s by command", mode)
+            return {"ok": True, "active_mode": engine.active_mode}
+        if name == "attempt":
+            engine.start_attempt()
+            return {"ok": True, "state": engine.state}
+        if name == "reload":
+            ok, msg = self.reload()
+            return {"ok": ok, "message": msg}
+        return {"ok": False, "error": f"unknown command {name}"}
+
+    def _report(self, now: float) -> None:
+        engine = self.pipeline.engine
+        fps = self.rate.fps(now)
+        backlog = self.publisher.backlog
+        connected = bool(self.link and self.link.connected)
+        self.metrics.set_fps(fps)
+        self.metrics.set_backlog(backlog)
+        self.metrics.connected(connected)
+        self.notifier.status(f"{engine.state}, {fps:.1f} fps, camera {self.camera_state}, "
+                             f"broker {'up' if connected else 'down'}, backlog {backlog}")
+        li = self.pipeline.models.liveness
+        state = {"state": engine.state, "fps": round(fps, 1), "active_mode": engine.active_mode,
+                 "camera": self.camera_state, "broker_connected": connected, "backlog": backlog,
+                 "last_decision": self.last_decision, "model": {"name": li.name, "sha256": li.sha256},
+                 "storage_problem": getattr(self.outbox, "problem", None)}
+        self.status.update(state)
+        if self.link is not None:
+            self.link.publish_state({k: state[k] for k in ("state", "fps", "active_mode", "camera", "backlog", "storage_problem")})
+
+    # ------------------------------------------------------------ reload and signals
+    def reload(self) -> tuple[bool, str]:
+        """Re-read config and models; keep everything as it is when the new ones are bad."""
+        from edge_liveness.pipeline import build_pipeline
+
+        self.notifier.reloading()
+        try:
+            new = load_settings(self.config_path, secrets_dir=self.secrets_dir, **self._overrides())
+            pipeline = build_pipeline(new)
+        except ConfigError as e:
+            msg = f"reload rejected, keeping the running config: {'; '.join(e.problems)}"
+            log.error(msg)
+            self.notifier.ready()
+            return False, msg
+        except ModelError as e:
+            msg = f"reload rejected, keeping the running models: {e}"
+            log.error(msg)
+            self.notifier.ready()
+            return False, msg
+        pipeline.engine.active_mode = self.pipeline.engine.active_mode if new.active.mode == self.settings.active.mode \
+            else new.active.mode
+        old = self.settings
+        self.settings, self.pipeline = new, pipeline
+        if new.camera != old.camera:
+            log.info("camera settings changed: reopening the camera")
+            self.camera_restart = True
+        setup_logging(new.logging.level, new.logging.format)
+        li = pipeline.models.liveness
+        msg = f"reloaded: model {li.name} {li.sha256[:12]}"
+        log.info(msg)
+        self.notifier.ready()
+        return True, msg
+
+    def _install_signals(self) -> None:
+        def on_stop(signum, _frame):
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            self.stop.set()
+
+        def on_hup(_signum, _frame):
+            self.reload_requested.set()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _shutdown(self) -> None:
+        """End the attempt, flush the outbox, say offline: all within systemd's stop timeout."""
+        self.notifier.stopping()
+        pipeline = getattr(self, "pipeline", None)
+        if pipeline is not None and hasattr(self, "publisher"):
+            out = pipeline.engine.abort("shutdown")
+            if out is not None:
+                self._emit(out)
+        if hasattr(self, "publisher"):
+            self.publisher.flush(timeout=2.0)
+        if getattr(self, "link", None) is not None:
+            self.link.stop()
+        if hasattr(self, "outbox"):
+            self.outbox.close()
+        log.info("stopped")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging()
+    try:
+        overrides = {"camera": {"source": args.source}} if args.source else {}
+        settings = load_settings(args.config, secrets_dir=args.secrets_dir, **overrides)
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"config error: {p}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.logging.level, settings.logging.format)
+    daemon = Daemon(settings, args.config, args.secrets_dir, args.source, args.exit_at_end, not args.quiet)
+    return daemon.run()

@@ -1,0 +1,143 @@
+"""One frame through every stage, top to bottom, each stage timed.
+
+    frame -> find face (detector / tracked landmarks) -> eyes (EAR, blink) -> head pose
+          -> crop + classify (only while an attempt can use it) -> decide
+
+``build_pipeline`` loads and checks every model once; a missing or wrong model is one
+``ModelError`` line before the first frame, never a failure in the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_liveness.align import align_crop
+from edge_liveness.blink import BlinkDetector
+from edge_liveness.camera import Frame
+from edge_liveness.config import Settings
+from edge_liveness.decision import DecisionEngine, FrameObservation, ModelInfo
+from edge_liveness.face import FaceDetector
+from edge_liveness.headpose import HeadMotion, estimate_pose
+from edge_liveness.landmarks import Landmarker
+from edge_liveness.liveness import LivenessModel, default_model_path
+from edge_liveness.modelstore import locate_face_models
+from edge_liveness.tracking import FaceFinder
+
+log = logging.getLogger(__name__)
+
+STAGES = ("detect", "landmarks", "eyes", "pose", "crop", "classify", "decide")
+
+
+@dataclass
+class FrameResult:
+    frame: Frame
+    obs: FrameObservation
+    outputs: list[Any]  # Decision | Prompt from the engine
+    ms: dict[str, float] = field(default_factory=dict)
+    tracked: bool = False
+
+    def trace(self, state: str) -> dict[str, Any]:
+        """The `replay --trace` frame line: numbers only, never pixels."""
+        o = self.obs
+
+        def r(v: float | None, n: int = 4) -> float | None:
+            return None if v is None else round(float(v), n)
+
+        return {"type": "frame", "t": round(o.ts, 4), "i": self.frame.index, "face": o.n_faces > 0,
+                "n_faces": o.n_faces, "n_large_faces": o.n_large_faces, "face_frac": r(o.face_frac, 3),
+                "tracked": self.tracked, "yaw": r(o.yaw, 2), "pitch": r(o.pitch, 2), "roll": r(o.roll, 2),
+                "p_live": r(o.p_live), "ear_left": r(o.ear_left), "ear_right": r(o.ear_right),
+                "eyes_visible": o.eyes_visible, "blink": o.blink, "motions": list(o.motions), "state": state,
+                "ms": {k: round(v, 3) for k, v in self.ms.items()}}
+
+
+@dataclass
+class Models:
+    """Every model the pipeline needs, loaded and checked once."""
+
+    detector: FaceDetector
+    landmarker: Landmarker
+    liveness: LivenessModel
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.liveness.name, sha256=self.liveness.sha256, threshold=self.liveness.threshold)
+
+
+def load_models(settings: Settings) -> Models:
+    """Load detector, landmarks and liveness models; raise runtime.ModelError (one line) on any problem."""
+    det_path, lm_path = locate_face_models(settings.models)
+    threads = settings.models.num_threads
+    liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
+    return Models(detector=FaceDetector(det_path, settings.detection, num_threads=threads),
+                  landmarker=Landmarker(lm_path, num_threads=threads),
+                  liveness=LivenessModel(liveness_path, num_threads=threads))
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, models: Models):
+        self.settings = settings
+        self.models = models
+        self.finder = FaceFinder(models.detector, models.landmarker, settings.detection)
+        self.blink = BlinkDetector(settings.blink)
+        self.motion = HeadMotion(settings.active)
+        info = models.info
+        if settings.decision.threshold is not None:
+            info = ModelInfo(info.name, info.sha256, settings.decision.threshold)
+        self.engine = DecisionEngine(settings.decision, settings.active, settings.detection, info)
+        self.crop_size = models.liveness.crop_size
+        self.crop_margin = models.liveness.crop_margin
+
+    def process(self, frame: Frame) -> FrameResult:
+        ms: dict[str, float] = {}
+        clock = time.perf_counter
+
+        # 1. find the face: detector, or landmarks tracked from the previous frame
+        view = self.finder.process(frame.image)
+        ms.update(view.timings)
+        lm = view.landmarks
+
+        # 2. eyes: EAR and blinks
+        t = clock()
+        eyes = self.blink.update(frame.ts, lm)
+        ms["eyes"] = (clock() - t) * 1e3
+
+        # 3. head pose and completed head motions
+        t = clock()
+        pose = estimate_pose(lm, frame.image.shape) if lm is not None else None
+        motions = tuple(self.motion.update(frame.ts, pose))
+        ms["pose"] = (clock() - t) * 1e3
+
+        # 4. passive liveness on the aligned crop, only when an attempt can use it
+        p_live = None
+        if lm is not None and self.engine.wants_liveness:
+            t = clock()
+            crop = align_crop(frame.image, lm.anchors(), self.crop_size, self.crop_margin)
+            ms["crop"] = (clock() - t) * 1e3
+            t = clock()
+            p_live = self.models.liveness.predict(crop.image)
+            ms["classify"] = (clock() - t) * 1e3
+
+        # 5. decide
+        t = clock()
+        obs = FrameObservation(
+            ts=frame.ts, n_faces=view.n_faces, n_large_faces=view.n_large_faces, face_frac=view.face_frac,
+            yaw=pose.yaw if pose else None, pitch=pose.pitch if pose else None, roll=pose.roll if pose else None,
+            p_live=p_live, ear_left=eyes.ear_left, ear_right=eyes.ear_right, eyes_visible=eyes.visible,
+            blink=eyes.blink, motions=motions)
+        outputs = self.engine.update(obs)
+        ms["decide"] = (clock() - t) * 1e3
+        return FrameResult(frame, obs, outputs, ms, tracked=view.tracked)
+
+    def reset(self) -> None:
+        """Forget per-subject state (after a reload or a camera reopen)."""
+        self.blink.reset()
+        self.finder.reset()
+
+
+def build_pipeline(settings: Settings, models: Models | None = None) -> Pipeline:
+    return Pipeline(settings, models or load_models(settings))
