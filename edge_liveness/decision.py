@@ -1,0 +1,378 @@
+"""The attempt state machine: per-frame observations in, ``Decision`` / ``Prompt`` outputs out.
+
+idle --(one large, frontal face | start_attempt)--> collecting --(pass/fail)--> cooldown --> idle
+
+Timestamps are the camera timeline (``FrameObservation.ts``, monotonic seconds, or the file's own
+timeline on replay); ``Decision.started_at`` is on that timeline too, not wall-clock time (the
+publisher's envelope carries wall-clock ``ts``). See docs/decision.md for the policy choices.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import math
+import statistics
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Union
+
+from edge_liveness.checks import (FAILED, PASSED, PENDING, ActiveCheck, ActiveModeError, Chooser, make_check,
+                                  validate_mode)
+from edge_liveness.config import ActiveConfig, DecisionConfig, DetectionConfig
+
+log = logging.getLogger(__name__)
+
+IDLE, COLLECTING, COOLDOWN = "idle", "collecting", "cooldown"
+# Every reason a Decision can carry ("shutdown" or a caller's own word comes only from abort()).
+REASONS: tuple[str, ...] = ("live", "spoof_suspected", "no_blink", "no_turn", "challenge_failed", "face_lost",
+                            "multiple_faces", "timeout", "shutdown")
+
+__all__ = ["FrameObservation", "ModelInfo", "Decision", "Prompt", "Output", "DecisionEngine", "TraceError",
+           "load_trace", "REASONS", "ActiveModeError"]
+
+
+class TraceError(ValueError):
+    """A frame-trace line that cannot become a FrameObservation (message is one line)."""
+
+
+def _opt_float(d: dict[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise TraceError(f"trace field {key!r} must be a finite number or null (got {v!r})")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class FrameObservation:
+    ts: float                  # seconds, camera timeline (monotonic)
+    n_faces: int               # faces the detector/tracker sees
+    n_large_faces: int         # faces large enough to count (detection.min_face_frac)
+    face_frac: float           # chosen face side / frame short side, 0.0 when none
+    yaw: float | None = None   # degrees, None when no landmarks
+    pitch: float | None = None
+    roll: float | None = None
+    p_live: float | None = None        # passive P(live) of this frame; None when not computed
+    ear_left: float | None = None
+    ear_right: float | None = None
+    eyes_visible: bool = False
+    blink: bool = False                # a blink completed on this frame (blink.py)
+    motions: tuple[str, ...] = ()      # head motions completed on this frame: "turn_left","turn_right","nod"
+
+    @classmethod
+    def from_trace(cls, d: dict[str, Any]) -> FrameObservation:
+        """One ``replay --trace`` JSON line (``{"type":"frame","t":..., ...}``) as an observation.
+
+        ``eyes_visible`` is taken from the line when present, else true when both EARs are.
+        """
+        if not isinstance(d, dict):
+            raise TraceError(f"trace line must be a JSON object (got {type(d).__name__})")
+        if d.get("type", "frame") != "frame":
+            raise TraceError(f"trace line type {d.get('type')!r} is not 'frame': filter lines with type == 'frame' first")
+        ts = _opt_float(d, "t")
+        if ts is None:
+            raise TraceError("trace line has no 't' (frame time in seconds): record it with `replay --trace`")
+        counts = {}
+        for k in ("n_faces", "n_large_faces"):
+            v = d.get(k, 0)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise TraceError(f"trace field {k!r} must be a non-negative integer (got {v!r})")
+            counts[k] = v
+        motions = d.get("motions") or ()
+        if not isinstance(motions, (list, tuple)) or not all(isinstance(m, str) for m in motions):
+            raise TraceError(f"trace field 'motions' must be a list of names (got {motions!r})")
+        ear_l, ear_r = _opt_float(d, "ear_left"), _opt_float(d, "ear_right")
+        eyes = d.get("eyes_visible")
+        return cls(ts=ts, n_faces=counts["n_faces"], n_large_faces=counts["n_large_faces"],
+                   face_frac=_opt_float(d, "face_frac") or 0.0,
+                   yaw=_opt_float(d, "yaw"), pitch=_opt_float(d, "pitch"), roll=_opt_float(d, "roll"),
+                   p_live=_opt_float(d, "p_live"), ear_left=ear_l, ear_right=ear_r,
+                   eyes_visible=bool(eyes) if eyes is not None else (ear_l is not None and ear_r is not None),
+                   blink=bool(d.get("blink", False)), motions=tuple(motions))
+
+
+def load_trace(path: str | Path) -> list[FrameObservation]:
+    """The frame lines of a ``replay --trace`` JSON-lines file (``.gz`` allowed); other line types skipped."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    out: list[FrameObservation] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise TraceError(f"{path}:{n}: not JSON ({e.msg}): a trace is one JSON object per line") from None
+                if isinstance(d, dict) and d.get("type", "frame") != "frame":
+                    continue
+                try:
+                    out.append(FrameObservation.from_trace(d))
+                except TraceError as e:
+                    raise TraceError(f"{path}:{n}: {e}") from None
+    except OSError as e:
+        raise TraceError(f"{path}: cannot read trace ({e.strerror or e}): give an existing JSON-lines file") from None
+    return out
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    sha256: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    result: str                # "pass" | "fail"
+    reason: str                # "live" on pass; see REASONS
+    attempt_id: str
+    started_at: float          # camera timeline (monotonic seconds), not wall-clock
+    duration_s: float
+    evidence: dict[str, Any] = field(hash=False)
+
+    def body(self) -> dict[str, Any]:
+        return {"result": self.result, "reason": self.reason, "attempt_id": self.attempt_id,
+                "started_at": round(self.started_at, 3), "duration_s": round(self.duration_s, 3),
+                "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    attempt_id: str
+    actions: tuple[str, ...]
+    step_timeout_s: float
+
+    def body(self) -> dict[str, Any]:
+        return {"attempt_id": self.attempt_id, "actions": list(self.actions), "step_timeout_s": self.step_timeout_s}
+
+
+Output = Union[Decision, Prompt]
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+@dataclass
+class _Attempt:
+    id: str
+    started_at: float
+    mode: str
+    check: ActiveCheck
+    deadline_s: float
+    last_ts: float
+    scores: list[float] = field(default_factory=list)
+    ears: list[float] = field(default_factory=list)
+    blinks: int = 0
+    absent_since: float | None = None
+    active_passed: bool = False
+
+    def median(self) -> float | None:
+        return statistics.median(self.scores) if self.scores else None
+
+
+class DecisionEngine:
+    """Feed ``update(obs)`` every frame; it returns the outputs to publish (usually none)."""
+
+    def __init__(self, decision: DecisionConfig, active: ActiveConfig, detection: DetectionConfig,
+                 model: ModelInfo, rng: Chooser | None = None):
+        self.cfg = decision
+        self.active = active
+        self.detection = detection
+        self.model = model
+        self.rng = rng  # None: checks use secrets.SystemRandom()
+        self._mode = validate_mode(active.mode)
+        self.state = IDLE
+        self._attempt: _Attempt | None = None
+        self._cooldown_until = -math.inf
+        self._armed = True           # False after a decision until the face has left (rearm="leave")
+        self._absent_since: float | None = None
+        self._start_requested = False
+        self._face_now = False
+
+    # -- runtime settings ------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.cfg.threshold if self.cfg.threshold is not None else self.model.threshold
+
+    @property
+    def active_mode(self) -> str:
+        return self._mode
+
+    @active_mode.setter
+    def active_mode(self, mode: str) -> None:
+        # Applies from the next attempt: an attempt keeps the check (and prompt) it started with.
+        self._mode = validate_mode(mode)
+
+    @property
+    def armed(self) -> bool:
+        """Whether the next suitable face may start an attempt by itself."""
+        return self._armed
+
+    @property
+    def attempt_id(self) -> str | None:
+        return self._attempt.id if self._attempt else None
+
+    @property
+    def wants_liveness(self) -> bool:
+        if self.state == COLLECTING:
+            return True
+        if self._start_requested or (self.state == IDLE and self._armed):
+            return self._face_now
+        return False
+
+    # -- commands ---------------------------------------------------------------------------------
+    def start_attempt(self) -> None:
+        """Start an attempt on the next frame, whatever it shows: skips the cooldown, the
+        'face must leave' rule and the frontal gate (an operator or a door button asked). With no
+        face the attempt ends ``face_lost`` after ``face_lost_s``, so the caller always gets an
+        answer. Ignored while an attempt is collecting (that attempt will answer)."""
+        if self.state == COLLECTING:
+            log.info("start_attempt ignored: attempt %s is collecting", self._attempt.id if self._attempt else "?")
+            return
+        self._start_requested = True
+
+    def abort(self, reason: str = "shutdown") -> Decision | None:
+        """End a collecting attempt now with result ``fail`` (deny is the safe default for a door)
+        and ``reason`` (``shutdown`` on SIGTERM); None when nothing is collecting."""
+        if self._attempt is None:
+            return None
+        return self._finish("fail", reason, self._attempt.last_ts)
+
+    # -- the frame loop ---------------------------------------------------------------------------
+    def update(self, obs: FrameObservation) -> list[Output]:
+        self._face_now = obs.n_large_faces >= 1
+        self._track_absence(obs)
+        out: list[Output] = []
+        if self.state == COOLDOWN and obs.ts >= self._cooldown_until:
+            self.state = IDLE
+        if self.state != COLLECTING and self._should_start(obs):
+            out.extend(self._start(obs))
+        if self.state == COLLECTING:
+            d = self._collect(obs)
+            if d is not None:
+                out.append(d)
+        return out
+
+    def _track_absence(self, obs: FrameObservation) -> None:
+        if obs.n_large_faces >= 1:
+            self._absent_since = None
+            return
+        if self._absent_since is None:
+            self._absent_since = obs.ts
+        if obs.ts - self._absent_since >= self.cfg.face_lost_s:
+            self._armed = True
+
+    def _single_face(self, obs: FrameObservation) -> bool:
+        if self.detection.multiple_faces == "reject":
+            return obs.n_large_faces == 1
+        return obs.n_large_faces >= 1
+
+    def _should_start(self, obs: FrameObservation) -> bool:
+        if self._start_requested:
+            return True
+        if self.state != IDLE or not self._armed or not self._single_face(obs):
+            return False
+        if obs.face_frac < self.detection.min_face_frac:
+            return False
+        # No pose (no landmarks) = cannot tell it is frontal: wait for a frame that can.
+        return obs.yaw is not None and abs(obs.yaw) <= self.detection.max_yaw_deg
+
+    def _start(self, obs: FrameObservation) -> list[Output]:
+        self._start_requested = False
+        check = make_check(self._mode, self.active, self.threshold, self.rng)
+        actions = check.begin(obs.ts)
+        a = _Attempt(id=uuid.uuid4().hex, started_at=obs.ts, mode=self._mode, check=check,
+                     deadline_s=max(self.cfg.attempt_timeout_s, check.time_needed_s()), last_ts=obs.ts)
+        self._attempt = a
+        self.state = COLLECTING
+        log.info("attempt %s started (mode %s)", a.id, a.mode)
+        if actions:
+            return [Prompt(a.id, actions, self.active.challenge_step_timeout_s)]
+        return []
+
+    def _collect(self, obs: FrameObservation) -> Decision | None:
+        a = self._attempt
+        assert a is not None
+        a.last_ts = obs.ts
+        # A second large face (a photo held up beside a live person) ends the attempt at once.
+        if self.detection.multiple_faces == "reject" and obs.n_large_faces > 1:
+            return self._finish("fail", "multiple_faces", obs.ts)
+        if obs.n_large_faces == 0:
+            if a.absent_since is None:
+                a.absent_since = obs.ts
+            if obs.ts - a.absent_since >= self.cfg.face_lost_s:
+                return self._finish("fail", "face_lost", obs.ts)
+        else:
+            a.absent_since = None
+            if obs.p_live is not None:
+                a.scores.append(float(obs.p_live))
+            if obs.eyes_visible and obs.ear_left is not None and obs.ear_right is not None:
+                a.ears.append((obs.ear_left + obs.ear_right) / 2.0)
+        if obs.blink:
+            a.blinks += 1
+
+        verdict = a.check.observe(obs)
+        enough = len(a.scores) >= self.cfg.min_frames
+        med = a.median()
+        passive_low = enough and med is not None and med < self.threshold
+        if passive_low and (self.cfg.early_fail or verdict.state != PENDING):
+            return self._finish("fail", "spoof_suspected", obs.ts)
+        if verdict.state == FAILED:
+            return self._finish("fail", verdict.reason or "timeout", obs.ts)
+        if verdict.state == PASSED:
+            a.active_passed = True
+            if enough:
+                return self._finish("pass", "live", obs.ts)
+        if obs.ts - a.started_at >= a.deadline_s:
+            if not enough:
+                reason = "timeout"
+            elif passive_low:
+                reason = "spoof_suspected"
+            else:
+                reason = a.check.timeout_reason()
+            return self._finish("fail", reason, obs.ts)
+        return None
+
+    def _finish(self, result: str, reason: str, ts: float) -> Decision:
+        a = self._attempt
+        assert a is not None
+        ev: dict[str, Any] = {
+            "frames": len(a.scores),
+            "passive_median": _r(a.median()),
+            "passive_min": _r(min(a.scores)) if a.scores else None,
+            "threshold": _r(self.threshold),
+            "blinks": a.blinks,
+            "ear_baseline": _r(statistics.median(a.ears)) if a.ears else None,
+            "ear_min": _r(min(a.ears)) if a.ears else None,
+            "active_mode": a.mode,
+            "active_passed": a.active_passed,
+            "model": {"name": self.model.name, "sha256": self.model.sha256},
+        }
+        extra = a.check.evidence()
+        if extra is not None:
+            ev["challenge"] = extra
+        d = Decision(result=result, reason=reason, attempt_id=a.id, started_at=a.started_at,
+                     duration_s=max(0.0, ts - a.started_at), evidence=ev)
+        log.info("attempt %s: %s (%s) after %.2f s, %d frames", a.id, result, reason, d.duration_s, len(a.scores))
+        self._attempt = None
+        self.state = COOLDOWN
+        self._cooldown_until = ts + self.cfg.cooldown_s
+        self._armed = self.cfg.rearm == "cooldown" or self._absent_now(ts)
+        return d
+
+    def _absent_now(self, ts: float) -> bool:
+        # An attempt that ended face_lost already saw the face leave.
+        return self._absent_since is not None and ts - self._absent_since >= self.cfg.face_lost_s
+
+    def iter_run(self, observations: Iterator[FrameObservation]) -> Iterator[tuple[FrameObservation, Output]]:
+        """Convenience for replay/tests: every output paired with the frame that produced it."""
+        for obs in observations:
+            for o in self.update(obs):
+                yield obs, o
