@@ -1,0 +1,255 @@
+"""The daemon's status file and the `edge-liveness status` command.
+
+The daemon keeps ``<state_dir>/status.json`` current (at most about once a second: the state
+directory is on an SD card). The file holds health only, never an image or a face crop.
+``edge-liveness status`` reads it and says plainly when the daemon is not running: the pid is gone,
+the daemon wrote ``state = "stopped"``, or the file has not been refreshed for ``stale_after_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FILENAME = "status.json"
+DEFAULT_STALE_AFTER_S = 15.0
+# Exit codes of `status` (LSB-style: 3 = not running).
+EXIT_OK, EXIT_CONFIG, EXIT_NOT_RUNNING = 0, 2, 3
+
+
+@dataclass
+class LastDecision:
+    result: str  # "live", "spoof", "timeout", ...
+    reason: str
+    ts: float  # wall clock (time.time()) of the decision
+
+
+@dataclass
+class DaemonStatus:
+    state: str = "starting"  # starting | running | degraded | reloading | stopping | stopped
+    fps: float = 0.0
+    last_decision: LastDecision | None = None
+    broker_connected: bool = False
+    backlog: int = 0
+    model_name: str = ""
+    model_sha256: str = ""
+    mode: str = ""  # active check mode (settings.active.mode)
+    camera: str = ""  # e.g. "ok", "reopening", "stalled"
+    storage_problem: str = ""  # empty when the journal is healthy
+    message: str = ""  # free text, e.g. "reload failed: ..."
+    pid: int = field(default_factory=os.getpid)
+    updated_at: float = 0.0  # wall clock
+    monotonic: float = 0.0  # CLOCK_MONOTONIC at the write: immune to NTP jumps on an RTC-less Pi
+    boot_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+class StatusFile:
+    """Writes ``<state_dir>/status.json`` atomically (temp file + rename), throttled."""
+
+    def __init__(self, state_dir: str | Path, min_interval_s: float = 1.0):
+        self.dir = Path(state_dir)
+        self.path = self.dir / FILENAME
+        self.min_interval_s = min_interval_s
+        self.status = DaemonStatus(boot_id=_boot_id())
+        self._last_write = float("-inf")
+        self._warned = False
+
+    def update(self, **fields: Any) -> bool:
+        """Merge fields into the status; write when the last write is ``min_interval_s`` old.
+
+        Cheap to call every frame. Returns True when the file was written.
+        """
+        self._merge(fields)
+        if time.monotonic() - self._last_write < self.min_interval_s:
+            return False
+        return self.write()
+
+    def decision(self, result: str, reason: str, ts: float | None = None) -> bool:
+        return self.update(last_decision=LastDecision(result, reason, time.time() if ts is None else ts))
+
+    def set_state(self, state: str, message: str | None = None) -> bool:
+        """State changes (ready, reloading, stopping, stopped) are written at once, not throttled."""
+        self._merge({"state": state} if message is None else {"state": state, "message": message})
+        return self.write()
+
+    def _merge(self, fields: dict[str, Any]) -> None:
+        for k, v in fields.items():
+            if not hasattr(self.status, k):
+                raise TypeError(f"StatusFile.update: unknown field {k!r}")
+            if k == "last_decision" and isinstance(v, dict):
+                v = LastDecision(**v)
+            setattr(self.status, k, v)
+
+    def write(self) -> bool:
+        """Write now. A failure (full or read-only disk) is logged once and never raised."""
+        self.status.updated_at = time.time()
+        self.status.monotonic = time.monotonic()
+        self._last_write = self.status.monotonic
+        data = json.dumps(self.status.to_dict(), indent=1, sort_keys=True).encode()
+        tmp = None
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=self.dir)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            # No fsync: readers only need rename's atomicity, and a sync every second would wear
+            # the SD card; after a power cut the file is rewritten within a second anyway.
+            os.replace(tmp, self.path)
+            return True
+        except OSError as e:
+            if tmp:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot write %s (%s); `edge-liveness status` will show stale data", self.path, e)
+            return False
+
+
+# ---------------------------------------------------------------- reading (the `status` command)
+
+@dataclass
+class Health:
+    running: bool
+    reason: str  # why not running (empty when running)
+    age_s: float | None  # seconds since the last write
+    data: dict[str, Any] | None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user (the service's DynamicUser)
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def read_status(path: str | Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def assess(path: str | Path, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Health:
+    """Is the daemon that wrote ``path`` alive and keeping it fresh?"""
+    path = Path(path)
+    try:
+        data = read_status(path)
+    except FileNotFoundError:
+        return Health(False, f"no status file at {path} (the daemon has not run with this state_dir)", None, None)
+    except PermissionError:
+        return Health(False, f"{path}: permission denied (the service's state is root-only: run with sudo)", None, None)
+    except (OSError, ValueError) as e:
+        return Health(False, f"{path}: unreadable status file ({e})", None, None)
+    age = _age(data)
+    pid = data.get("pid")
+    if data.get("state") == "stopped":
+        return Health(False, "the daemon stopped", age, data)
+    if not isinstance(pid, int) or not pid_alive(pid):
+        return Health(False, f"the daemon (pid {pid}) is not running", age, data)
+    if age is None or age > stale_after_s:
+        shown = "unknown" if age is None else f"{age:.0f} s"
+        return Health(False, f"status not updated for {shown} (the daemon is hung or stalled)", age, data)
+    return Health(True, "", age, data)
+
+
+def _age(data: dict[str, Any]) -> float | None:
+    mono = data.get("monotonic")
+    if isinstance(mono, (int, float)) and data.get("boot_id") and data.get("boot_id") == _boot_id():
+        return max(0.0, time.monotonic() - mono)
+    ts = data.get("updated_at")
+    if isinstance(ts, (int, float)):
+        return max(0.0, time.time() - ts)
+    return None
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def format_human(h: Health) -> str:
+    d = h.data or {}
+    lines = []
+    if h.running:
+        lines.append(f"edge-liveness: {d.get('state', '?')} (pid {d.get('pid')}, updated {_ago(h.age_s or 0.0)})")
+    else:
+        lines.append(f"edge-liveness: NOT RUNNING: {h.reason}")
+        if d:
+            lines.append(f"  last known state: {d.get('state', '?')}" + (f", {_ago(h.age_s)}" if h.age_s is not None else ""))
+    if not d:
+        return "\n".join(lines)
+    lines.append(f"  camera:   {d.get('camera') or '?'}, {float(d.get('fps') or 0):.1f} fps")
+    lines.append(f"  mode:     {d.get('mode') or '?'}")
+    sha = d.get("model_sha256") or ""
+    lines.append(f"  model:    {d.get('model_name') or '?'}" + (f" (sha256 {sha[:12]}...)" if sha else ""))
+    broker = "connected" if d.get("broker_connected") else "DISCONNECTED"
+    lines.append(f"  broker:   {broker}, backlog {d.get('backlog', 0)} event(s) not yet delivered")
+    lines.append(f"  storage:  {d.get('storage_problem') or 'ok'}")
+    ld = d.get("last_decision")
+    if isinstance(ld, dict):
+        when = ld.get("ts")
+        ago = f", {_ago(max(0.0, time.time() - when))}" if isinstance(when, (int, float)) else ""
+        lines.append(f"  last decision: {ld.get('result')} ({ld.get('reason')}){ago}")
+    else:
+        lines.append("  last decision: none yet")
+    if d.get("message"):
+        lines.append(f"  message:  {d['message']}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="config file (default /etc/edge-liveness/edge-liveness.toml when present)")
+    p.add_argument("--json", action="store_true", help="print the status file plus running/reason as JSON")
+    p.add_argument("--stale-after", type=float, default=DEFAULT_STALE_AFTER_S, metavar="S",
+                   help=f"count the daemon as hung when the file is older than S seconds (default {DEFAULT_STALE_AFTER_S:g})")
+
+
+def main(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"edge-liveness status: {p}", file=sys.stderr)
+        return EXIT_CONFIG
+    h = assess(settings.state_path / FILENAME, args.stale_after)
+    if args.json:
+        out = {"running": h.running, "reason": h.reason, "age_s": None if h.age_s is None else round(h.age_s, 3),
+               "status": h.data}
+        print(json.dumps(out, indent=1, sort_keys=True))
+    else:
+        print(format_human(h))
+    return EXIT_OK if h.running else EXIT_NOT_RUNNING
