@@ -367,8 +367,8 @@ class Camera:
                 attempt += 1
                 if isinstance(self.source, ReplaySource):
                     raise  # a file does not heal by waiting: say so at once
-                log.warning("%s; retrying in %.1fs (attempt %d)", e, delay, attempt)
-                self._set_state(f"reopening in {delay:.1f}s (attempt {attempt})", str(e))
+                log.warning("%s; retrying in %gs (attempt %d)", e, delay, attempt)
+                self._set_state(f"reopening in {delay:g}s (attempt {attempt})", str(e))
                 stop.wait(delay)
                 delay = min(delay * 2, self.cfg.reopen_max_s)
         return False
