@@ -363,3 +363,38 @@ def test_load_trace_errors_name_the_file(tmp_path):
         load_trace(p)
     with pytest.raises(TraceError, match="cannot read trace"):
         load_trace(tmp_path / "missing.jsonl")
+
+
+def test_prompt_subscriber_verifies_and_drives_the_panel(capsys):
+    import importlib.util
+    import time
+    from pathlib import Path
+
+    from edge_liveness import signing
+    from edge_liveness.verify import Verifier
+
+    spec = importlib.util.spec_from_file_location("prompt_subscriber",
+                                                  Path(__file__).parents[1] / "scripts" / "prompt_subscriber.py")
+    sub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sub)
+    key = b"door-key"
+    door = sub.Door(sub.Panel())
+    ver = Verifier(key)
+    eng = engine(mode="challenge", rng=random.Random(1))
+    prompt = run(eng, [face(t(0))])[0]
+    env = {"type": "prompt", "device_id": "door1", "event_id": "e1", "seq": 1, "ts": time.time(), **prompt.body()}
+    wire = signing.dumps(signing.sign(env, key)).encode()
+    assert sub.handle(door, ver, "edge-liveness/door1/prompt", wire) == "prompt"
+    assert door.attempt == prompt.attempt_id
+    out = capsys.readouterr().out
+    assert "[display] Please: " + sub.WORDS[prompt.actions[0]] in out and "[led] on" in out
+    # the same payload again is a replay; a forged one has a bad signature: the panel ignores both
+    assert sub.handle(door, ver, "edge-liveness/door1/prompt", wire).startswith("ignored (replay")
+    forged = signing.dumps({**env, "seq": 2, "actions": ["nod"], "sig": "0" * 64}).encode()
+    assert sub.handle(door, ver, "edge-liveness/door1/prompt", forged) == "ignored (bad signature)"
+    d = eng.abort()
+    env = {"type": "decision", "device_id": "door1", "event_id": "e2", "seq": 3, "ts": time.time(), **d.body()}
+    wire = signing.dumps(signing.sign(env, key)).encode()
+    assert sub.handle(door, ver, "edge-liveness/door1/decision", wire) == "decision"
+    out = capsys.readouterr().out
+    assert "Not verified" in out and "2 beep(s)" in out and door.attempt is None
