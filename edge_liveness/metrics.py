@@ -69,9 +69,9 @@ class Metrics:
         for stage, ms in (stage_ms or {}).items():
             self._latency.labels(stage=stage).observe(ms / 1000.0)
 
-    def decision(self, result: str, reason: str) -> None:
+    def decision(self, result: str, reason: str | None) -> None:
         if self.enabled:
-            self._decisions.labels(result=result, reason=reason).inc()
+            self._decisions.labels(result=str(result), reason=reason or "").inc()
 
     def set_backlog(self, n: int) -> None:
         if self.enabled:

@@ -37,6 +37,10 @@ class Notifier:
         if raw and self._address is None:
             log.warning("NOTIFY_SOCKET=%r is not a path or @abstract name; systemd notifications are off", raw)
         self.watchdog_interval_s = self._watchdog_interval(env)
+        # The loop calls watchdog() every frame; systemd needs a ping per WatchdogSec, so send at
+        # most one per quarter of it (one per second when no watchdog is set) to spare PID 1.
+        self.min_ping_interval_s = min(1.0, self.watchdog_interval_s / 2) if self.watchdog_interval_s else 1.0
+        self._last_ping = float("-inf")
 
     @staticmethod
     def _watchdog_interval(env) -> float | None:
@@ -86,8 +90,15 @@ class Notifier:
             fields.append(f"STATUS={_one_line(status)}")
         return self.notify(*fields)
 
-    def watchdog(self) -> bool:
-        return self.notify("WATCHDOG=1")
+    def watchdog(self, force: bool = False) -> bool:
+        """WATCHDOG=1, throttled to ``min_ping_interval_s``; True when a datagram went out."""
+        now = time.monotonic()
+        if not force and now - self._last_ping < self.min_ping_interval_s:
+            return False
+        sent = self.notify("WATCHDOG=1")
+        if sent:
+            self._last_ping = now
+        return sent
 
     def status(self, text: str) -> bool:
         return self.notify(f"STATUS={_one_line(text)}")

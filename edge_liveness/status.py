@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class LastDecision:
     result: str  # "live", "spoof", "timeout", ...
     reason: str
     ts: float  # wall clock (time.time()) of the decision
+    seq: int | None = None  # journal sequence number, to look the event up with `events`
+    event_id: str | None = None
 
 
 @dataclass
@@ -74,18 +76,20 @@ class StatusFile:
         self._last_write = float("-inf")
         self._warned = False
 
-    def update(self, **fields: Any) -> bool:
-        """Merge fields into the status; write when the last write is ``min_interval_s`` old.
+    def update(self, fields: Mapping[str, Any] | None = None, /, **kw: Any) -> bool:
+        """Merge fields (a mapping and/or keywords) into the status; write when the last write is
+        ``min_interval_s`` old. Cheap to call every frame. Returns True when the file was written.
 
-        Cheap to call every frame. Returns True when the file was written.
+        Also accepted: ``active_mode`` for ``mode`` and ``model={"name", "sha256"}``.
         """
-        self._merge(fields)
+        self._merge({**(fields or {}), **kw})
         if time.monotonic() - self._last_write < self.min_interval_s:
             return False
         return self.write()
 
-    def decision(self, result: str, reason: str, ts: float | None = None) -> bool:
-        return self.update(last_decision=LastDecision(result, reason, time.time() if ts is None else ts))
+    def decision(self, result: str, reason: str, ts: float | None = None, seq: int | None = None,
+                 event_id: str | None = None) -> bool:
+        return self.update(last_decision=LastDecision(result, reason, time.time() if ts is None else ts, seq, event_id))
 
     def set_state(self, state: str, message: str | None = None) -> bool:
         """State changes (ready, reloading, stopping, stopped) are written at once, not throttled."""
@@ -93,11 +97,20 @@ class StatusFile:
         return self.write()
 
     def _merge(self, fields: dict[str, Any]) -> None:
+        if "active_mode" in fields:
+            fields["mode"] = fields.pop("active_mode")
+        if isinstance(fields.get("model"), Mapping):
+            model = fields.pop("model")
+            fields["model_name"], fields["model_sha256"] = model.get("name", ""), model.get("sha256", "")
         for k, v in fields.items():
-            if not hasattr(self.status, k):
-                raise TypeError(f"StatusFile.update: unknown field {k!r}")
-            if k == "last_decision" and isinstance(v, dict):
-                v = LastDecision(**v)
+            if k in ("pid", "updated_at", "monotonic", "boot_id") or not hasattr(self.status, k):
+                raise TypeError(f"StatusFile.update: unknown or reserved field {k!r}")
+            if k == "last_decision" and isinstance(v, Mapping):
+                # Only these keys: whatever else a decision carries (scores, crops) stays out.
+                v = LastDecision(result=str(v.get("result")), reason=str(v.get("reason") or ""), ts=v.get("ts") or time.time(),
+                                 seq=v.get("seq"), event_id=v.get("event_id"))
+            elif k in ("storage_problem", "message", "camera", "mode", "model_name", "model_sha256") and v is None:
+                v = ""
             setattr(self.status, k, v)
 
     def write(self) -> bool:
@@ -203,7 +216,7 @@ def format_human(h: Health) -> str:
     d = h.data or {}
     lines = []
     if h.running:
-        lines.append(f"edge-liveness: {d.get('state', '?')} (pid {d.get('pid')}, updated {_ago(h.age_s or 0.0)})")
+        lines.append(f"edge-liveness: running, {d.get('state', '?')} (pid {d.get('pid')}, updated {_ago(h.age_s or 0.0)})")
     else:
         lines.append(f"edge-liveness: NOT RUNNING: {h.reason}")
         if d:

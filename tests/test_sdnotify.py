@@ -80,9 +80,19 @@ def test_send_error_is_logged_once_and_never_raised(tmp_path, caplog):
     n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")})
     with caplog.at_level("WARNING"):
         for _ in range(5):
-            assert n.watchdog() is False
+            assert n.status("x") is False
     warnings = [r for r in caplog.records if "notify socket" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_watchdog_pings_are_throttled(path_socket):
+    sock, path = path_socket
+    n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
+    assert n.min_ping_interval_s == pytest.approx(0.5)
+    sent = [n.watchdog() for _ in range(100)]  # a frame loop at full speed
+    assert sent[0] is True and sum(sent) == 1
+    assert n.watchdog(force=True) is True
+    assert _recv_all(sock) == [{"WATCHDOG": "1"}, {"WATCHDOG": "1"}]
 
 
 def test_watchdog_interval_is_half_of_watchdog_usec():

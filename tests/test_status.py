@@ -26,7 +26,8 @@ def test_round_trip_has_every_field_and_no_images(tmp_path):
     assert d["state"] == "running" and d["fps"] == 12.5 and d["backlog"] == 3
     assert d["broker_connected"] is True and d["mode"] == "blink" and d["camera"] == "ok"
     assert d["model_sha256"] == "ab" * 32 and d["pid"] == os.getpid()
-    assert d["last_decision"] == {"result": "live", "reason": "blink", "ts": 1700000000.0}
+    assert d["last_decision"] == {"result": "live", "reason": "blink", "ts": 1700000000.0,
+                                 "seq": None, "event_id": None}
     assert abs(d["updated_at"] - time.time()) < 5
     # Privacy: nothing but small scalars; no arrays or encoded images.
     assert len((tmp_path / "status.json").read_bytes()) < 2000
@@ -35,6 +36,17 @@ def test_round_trip_has_every_field_and_no_images(tmp_path):
     assert h.running, h.reason
     text = format_human(h)
     assert "running" in text and "live (blink)" in text and "backlog 3" in text
+
+
+def test_daemon_style_mapping_update(tmp_path):
+    sf = StatusFile(tmp_path)
+    sf.update({"state": "idle", "fps": 3.0, "active_mode": "turn", "model": {"name": "m.tflite", "sha256": "cd" * 32},
+               "storage_problem": None, "last_decision": {"result": "spoof", "reason": "model", "ts": 5.0, "seq": 9,
+                                                          "event_id": "e1", "crop": [1, 2, 3]}})
+    d = read_status(sf.path)
+    assert d["mode"] == "turn" and d["model_name"] == "m.tflite" and d["model_sha256"] == "cd" * 32
+    assert d["storage_problem"] == ""
+    assert d["last_decision"] == {"result": "spoof", "reason": "model", "ts": 5.0, "seq": 9, "event_id": "e1"}
 
 
 def test_update_is_throttled(tmp_path):
