@@ -1,0 +1,202 @@
+"""Journal-then-publish: every decision and prompt is built, signed, written to the outbox, then sent.
+
+Delivery is at-least-once: an event is marked delivered only on the broker's PUBACK, and whatever
+is still pending is sent again (in seq order) after a reconnect or a restart. Subscribers drop
+duplicates by ``event_id`` (or by ``seq`` with ``verify.Verifier``).
+
+Ordering. paho keeps every QoS 1 message it was handed until its PUBACK and re-sends them in order
+after a reconnect, so within one process the publisher hands each event to paho exactly once
+("dedupe in flight"). Events that paho does not hold (a backlog left by an earlier process, or more
+than ``MAX_HANDED`` at once) are paged in from the journal in seq order by a small worker thread;
+while such a backlog exists, new events wait behind it in the journal rather than overtaking it.
+
+Threads. paho calls ``on_publish`` holding its own message lock, so that callback only sets an
+Event; the worker thread polls ``MQTTMessageInfo.is_published()`` and does the database writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Literal
+
+from edge_liveness import signing
+from edge_liveness.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["decision", "prompt"]
+KINDS = ("decision", "prompt")
+MAX_HANDED = 1000  # events held by paho at once; the rest wait in the journal
+TICK_S = 0.2
+
+
+class Publisher:
+    def __init__(self, outbox: Outbox | None, link: Any | None, device_id: str, key: bytes | None):
+        self.outbox = outbox
+        self.link = link
+        self.device_id = device_id
+        self.key = key or None
+        self._lock = threading.RLock()  # held while calling paho.publish; never taken by paho callbacks
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._handed: dict[int, Any] = {}  # seq -> MQTTMessageInfo, handed to paho, not yet acked
+        self._memory: dict[int, tuple[str, str, str, float]] = {}  # seq -> (kind, event_id, text, ts) not journaled
+        self._acked_memory: set[int] = set()
+        self._mem_seq = 0  # seq source when there is no outbox (replay)
+        # A backlog in the journal that paho does not hold yet (from an earlier run).
+        self._journal_backlog = bool(outbox is not None and outbox.pending_count() > 0)
+        self._thread: threading.Thread | None = None
+        if link is not None:
+            link.add_publish_listener(self._on_publish)
+            link.add_connect_listener(self._on_connect)
+            self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+            self._thread.start()
+            self._wake.set()
+
+    # ------------------------------------------------------------------ API
+    def _next_seq(self) -> int:
+        if self.outbox is not None:
+            return self.outbox.allocate_seq()
+        self._mem_seq += 1
+        return self._mem_seq
+
+    def build(self, kind: str, body: dict[str, Any], seq: int) -> dict[str, Any]:
+        """The envelope: type, device_id, event_id, seq, ts, the body, then sig."""
+        env: dict[str, Any] = {"type": kind, "device_id": self.device_id, "event_id": str(uuid.uuid4()),
+                               "seq": seq, "ts": round(time.time(), 3)}
+        for k, v in body.items():
+            if k not in env and k != signing.SIG_FIELD:
+                env[k] = v
+        return signing.sign(env, self.key)
+
+    def submit(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Build, sign, journal (fsync'd) and publish one event; returns the payload as sent."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown event kind {kind!r} (expected one of {KINDS})")
+        with self._lock:
+            seq = self._next_seq()
+            payload = self.build(kind, body, seq)
+            text = signing.dumps(payload)
+            journaled = False
+            if self.outbox is not None:
+                journaled = self.outbox.record(seq, payload["event_id"], kind, payload["ts"], text)
+                if not journaled:
+                    self._memory[seq] = (kind, payload["event_id"], text, payload["ts"])
+            if self.link is not None:
+                if journaled and (self._journal_backlog or len(self._handed) >= MAX_HANDED):
+                    self._journal_backlog = True  # the worker pages it in behind the older ones
+                    self._wake.set()
+                else:
+                    self._hand(seq, kind, text)
+        return payload
+
+    @property
+    def backlog(self) -> int:
+        """Events not yet acknowledged by the broker."""
+        with self._lock:
+            mem = len(self._memory) - len(self._acked_memory & self._memory.keys())
+            journal = self.outbox.pending_count() if self.outbox is not None else 0
+            return journal + mem
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until everything is acknowledged (or timeout); True when drained."""
+        if self.link is None:
+            return True
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self._wake.set()
+            if self._drained():
+                return True
+            time.sleep(0.02)
+        return self._drained()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    # ------------------------------------------------------------------ internals
+    def _drained(self) -> bool:
+        with self._lock:
+            if self._handed or self._journal_backlog:
+                return False
+            if any(s not in self._acked_memory for s in self._memory):
+                return False
+        return self.outbox is None or self.outbox.pending_count() == 0 or not self.outbox.healthy
+
+    def _hand(self, seq: int, kind: str, text: str) -> None:
+        """Give one event to paho (under self._lock). paho queues it when disconnected."""
+        if seq in self._handed:
+            return
+        info = self.link.publish_event(kind, text)
+        if info is not None:
+            self._handed[seq] = info
+
+    def _on_publish(self, mid: int) -> None:
+        self._wake.set()
+
+    def _on_connect(self) -> None:
+        # paho re-sends what it holds by itself; look for anything else pending in the journal.
+        if self.outbox is not None:
+            with self._lock:
+                self._journal_backlog = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+            try:
+                self._step()
+            except Exception:  # the worker must survive anything; the next tick tries again
+                log.exception("publisher step failed")
+
+    def _step(self) -> None:
+        with self._lock:
+            done = [s for s, info in self._handed.items() if info.is_published()]
+            for s in done:
+                del self._handed[s]
+            mem_done = [s for s in done if s in self._memory]
+            self._acked_memory.update(mem_done)
+        journal_done = [s for s in done if s not in self._memory]
+        if self.outbox is None:
+            return
+        if journal_done:
+            self.outbox.mark_delivered(journal_done)
+        if self._memory and self.outbox.retry():
+            self._journal_memory()
+        if self._journal_backlog and self.outbox.healthy:
+            self._page_in()
+
+    def _journal_memory(self) -> None:
+        """The journal is writable again: write what went out (or is still going) from memory."""
+        with self._lock:
+            items = sorted(self._memory.items())
+        written = []
+        for seq, (kind, event_id, text, ts) in items:
+            if not self.outbox.record(seq, event_id, kind, ts, text, delivered=seq in self._acked_memory):
+                break
+            written.append(seq)
+        with self._lock:
+            for s in written:
+                self._memory.pop(s, None)
+                self._acked_memory.discard(s)
+            # Those still in flight are now journal rows: mark them when the ack comes.
+        if written:
+            log.info("journaled %d events that went out while the journal was unavailable", len(written))
+
+    def _page_in(self) -> None:
+        with self._lock:
+            room = MAX_HANDED - len(self._handed)
+            if room <= 0:
+                return
+            rows = [r for r in self.outbox.pending(limit=room + len(self._handed)) if r.seq not in self._handed]
+            rows = rows[:room]
+            for r in rows:
+                self._hand(r.seq, r.kind, r.payload)
+            if len(rows) < room:
+                self._journal_backlog = False
