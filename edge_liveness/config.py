@@ -150,7 +150,9 @@ class SecurityConfig(Section):
 class StorageConfig(Section):
     state_dir: str = Field(default_factory=_default_state_dir)
     retention_days: float = Field(30.0, gt=0, le=3650)
-    retention_rows: int = Field(100000, ge=100, le=100000000)
+    retention_rows: int = Field(100000, ge=100, le=100000000, description="journal rows kept (delivered ones are pruned first)")
+    max_pending_rows: int = Field(1000000, ge=100, le=100000000,
+                                  description="hard cap on undelivered journal rows; past it the oldest are dropped with an ERROR log")
     save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true")
 
 
