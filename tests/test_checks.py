@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 import secrets
 from pathlib import Path
@@ -190,6 +191,12 @@ def _run_trace(path: Path):
         head = json.loads(f.readline())
     assert head["type"] == "case"
     frames = load_trace(path)
+    standin = head.get("p_live_standin")
+    if standin is not None:
+        # No liveness model existed when the traces were recorded (README): the challenge logic is what
+        # is under test, so scored frames get a constant passing score; recorded scores are kept.
+        frames = [dataclasses.replace(f, p_live=standin) if f.p_live is None and f.n_large_faces else f
+                  for f in frames]
 
     class Fixed:
         def __init__(self, actions):
