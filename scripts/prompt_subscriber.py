@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Example integrator subscriber: show edge-liveness challenge prompts and results on a door panel.
 
-It subscribes to ``<prefix>/<device>/prompt`` and ``<prefix>/<device>/decision``, checks each
+It subscribes to ``<prefix>/<device>/prompt`` and ``<prefix>/<device>/events``, checks each
 payload's HMAC signature and sequence number (``edge_liveness.verify.Verifier``; unsigned or replayed
 payloads are ignored, so nobody on the broker can make the panel show fake instructions), and drives
 three outputs:
@@ -121,7 +121,7 @@ def handle(door: Door, verifier, topic: str, payload: bytes) -> str:
     if topic.endswith("/prompt"):
         door.on_prompt(body)
         return "prompt"
-    if topic.endswith("/decision"):
+    if topic.endswith("/events"):
         door.on_decision(body)
         return "decision"
     return "ignored (topic)"
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if reason_code.is_failure:
             print(f"broker refused the connection: {reason_code}", file=sys.stderr)
             return
-        c.subscribe([(f"{base}/prompt", 1), (f"{base}/decision", 1)])
+        c.subscribe([(f"{base}/prompt", 1), (f"{base}/events", 1)])
 
     def on_message(c, userdata, msg):
         print(f"{msg.topic}: {handle(door, verifier, msg.topic, msg.payload)}", file=sys.stderr)

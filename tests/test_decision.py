@@ -395,6 +395,6 @@ def test_prompt_subscriber_verifies_and_drives_the_panel(capsys):
     d = eng.abort()
     env = {"type": "decision", "device_id": "door1", "event_id": "e2", "seq": 3, "ts": time.time(), **d.body()}
     wire = signing.dumps(signing.sign(env, key)).encode()
-    assert sub.handle(door, ver, "edge-liveness/door1/decision", wire) == "decision"
+    assert sub.handle(door, ver, "edge-liveness/door1/events", wire) == "decision"
     out = capsys.readouterr().out
     assert "Not verified" in out and "2 beep(s)" in out and door.attempt is None
