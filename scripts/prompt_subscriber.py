@@ -15,7 +15,7 @@ pins through gpiozero (``pip install gpiozero``; imported only when asked). Repl
 your own display code; everything else can stay.
 
 Do not show the decision's ``reason`` to the person at the door: "spoof_suspected" vs "no_blink"
-tells an attacker which layer caught them (see docs/decision.md, "What a failure tells").
+tells an attacker which layer caught them (see docs/decision.md, "Early failure and what it leaks").
 
     python scripts/prompt_subscriber.py --host 127.0.0.1 --device door1 --key-file /etc/edge-liveness/signing_key
 """
