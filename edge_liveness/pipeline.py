@@ -24,7 +24,6 @@ from edge_liveness.face import FaceDetector
 from edge_liveness.headpose import HeadMotion, estimate_pose
 from edge_liveness.landmarks import Landmarker
 from edge_liveness.liveness import LivenessModel, default_model_path
-from edge_liveness.modelstore import locate_face_models
 from edge_liveness.tracking import FaceFinder
 
 log = logging.getLogger(__name__)
@@ -70,12 +69,10 @@ class Models:
 
 def load_models(settings: Settings) -> Models:
     """Load detector, landmarks and liveness models; raise runtime.ModelError (one line) on any problem."""
-    det_path, lm_path = locate_face_models(settings.models)
-    threads = settings.models.num_threads
     liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
-    return Models(detector=FaceDetector(det_path, settings.detection, num_threads=threads),
-                  landmarker=Landmarker(lm_path, num_threads=threads),
-                  liveness=LivenessModel(liveness_path, num_threads=threads))
+    return Models(detector=FaceDetector.from_settings(settings),
+                  landmarker=Landmarker.from_settings(settings),
+                  liveness=LivenessModel(liveness_path, num_threads=settings.models.num_threads))
 
 
 class Pipeline:
@@ -100,10 +97,11 @@ class Pipeline:
         view = self.finder.process(frame.image)
         ms.update(view.timings)
         lm = view.landmarks
+        face_frac = view.face.side / min(frame.image.shape[:2]) if view.face is not None else 0.0
 
         # 2. eyes: EAR and blinks
         t = clock()
-        eyes = self.blink.update(frame.ts, lm)
+        eyes = self.blink.update(frame.ts, lm, frame.image.shape)
         ms["eyes"] = (clock() - t) * 1e3
 
         # 3. head pose and completed head motions
@@ -125,7 +123,7 @@ class Pipeline:
         # 5. decide
         t = clock()
         obs = FrameObservation(
-            ts=frame.ts, n_faces=view.n_faces, n_large_faces=view.n_large_faces, face_frac=view.face_frac,
+            ts=frame.ts, n_faces=view.n_faces, n_large_faces=view.n_large_faces, face_frac=face_frac,
             yaw=pose.yaw if pose else None, pitch=pose.pitch if pose else None, roll=pose.roll if pose else None,
             p_live=p_live, ear_left=eyes.ear_left, ear_right=eyes.ear_right, eyes_visible=eyes.visible,
             blink=eyes.blink, motions=motions)
