@@ -1,0 +1,152 @@
+"""Head pose (yaw/pitch/roll, degrees) from the face mesh, and turn/nod events.
+
+Estimate: geometric, from the mesh's own 3D output (x, y in pixels, z depth on the same scale, larger
+= farther). Head axes: ``X`` = right outer eye corner (33) -> left outer eye corner (263) (subject's
+sides), ``up`` = chin (152) -> forehead (10) made orthogonal to ``X``; ``Z`` = their cross product.
+No camera model is needed (the mesh is already a weak-perspective 3D face), so it does not depend on a
+focal-length guess, and it costs a few microseconds. ``PITCH_OFFSET_DEG`` removes the tilt of the
+chin-forehead line on a frontal face (median over the Yale ``normal``/``noglasses`` frontal images).
+
+Sign convention (the subject's point of view, unmirrored camera):
+- yaw > 0: the person turns to THEIR left (their nose moves toward the image's right);
+- pitch > 0: the person looks up (chin up);
+- roll > 0: the head tilts toward the person's left shoulder (the eye line turns clockwise... as
+  seen in the image: their left eye, on the image's right, goes down).
+A mirrored image flips the signs of yaw and roll.
+
+Events (``HeadMotion``): relative to the neutral pose (running median of calm frames, not 0), an
+excursion past ``turn_deg`` in yaw that comes back within ``turn_window_s`` gives "turn_left" (yaw > 0
+side) or "turn_right"; the same on pitch with ``nod_deg`` gives "nod" (either way, down is usual).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER, FOREHEAD, CHIN = 33, 263, 10, 152
+PITCH_OFFSET_DEG = -3.2  # median raw pitch of the 20 Yale normal/noglasses frontal images (spread 5.4)
+SMOOTH_TAU_S = 0.08  # EMA time constant: removes mesh jitter, keeps a 0.3 s turn
+NEUTRAL_WINDOW_S = 3.0
+RETURN_FRACTION = 0.5  # back "home" when within this fraction of the threshold of neutral
+
+
+@dataclass(frozen=True)
+class Pose:
+    yaw: float
+    pitch: float
+    roll: float
+
+
+def estimate_pose(landmarks, frame_shape: tuple[int, ...] | None = None) -> Pose | None:
+    """Pose from a FaceLandmarks (or None -> None). ``frame_shape`` is accepted for API symmetry."""
+    if landmarks is None:
+        return None
+    p = np.asarray(landmarks.points, np.float64)
+    x = p[LEFT_EYE_OUTER] - p[RIGHT_EYE_OUTER]
+    up = p[FOREHEAD] - p[CHIN]
+    up[1] = -up[1]  # image y points down; make "up" positive
+    x[1] = -x[1]
+    nx = np.linalg.norm(x)
+    if nx < 1e-9:
+        return None
+    x /= nx
+    up = up - (up @ x) * x
+    nu = np.linalg.norm(up)
+    if nu < 1e-9:
+        return None
+    up /= nu
+    # In (right, up, depth-away) coordinates: yaw from the eye axis' depth, pitch from the up axis' depth.
+    yaw = math.degrees(math.atan2(x[2], math.hypot(x[0], x[1])))
+    pitch = math.degrees(math.atan2(up[2], math.hypot(up[0], up[1]))) - PITCH_OFFSET_DEG
+    roll = math.degrees(math.atan2(-x[1], x[0]))
+    return Pose(yaw, pitch, roll)
+
+
+class _Axis:
+    """One angle's excursion state: away past ``deg`` and back within ``window_s``."""
+
+    def __init__(self, deg: float, window_s: float):
+        self.deg, self.window_s = deg, window_s
+        self.neutral: deque[tuple[float, float]] = deque()
+        self.away_since: float | None = None
+        self.away_sign = 0
+
+    def base(self) -> float | None:
+        return float(np.median([v for _, v in self.neutral])) if len(self.neutral) >= 3 else None
+
+    def update(self, ts: float, v: float) -> int:
+        """+1 / -1 when an excursion to that side completed on this frame, else 0."""
+        base = self.base()
+        if base is None:
+            self._calm(ts, v)
+            return 0
+        d = v - base
+        if self.away_since is None:
+            if abs(d) > self.deg:
+                self.away_since, self.away_sign = ts, (1 if d > 0 else -1)
+            else:
+                self._calm(ts, v)
+            return 0
+        if abs(d) < self.deg * RETURN_FRACTION:
+            done = ts - self.away_since <= self.window_s
+            sign, self.away_since = self.away_sign, None
+            self._calm(ts, v)
+            return sign if done else 0
+        return 0
+
+    def _calm(self, ts: float, v: float) -> None:
+        self.neutral.append((ts, v))
+        while self.neutral and self.neutral[0][0] < ts - NEUTRAL_WINDOW_S:
+            self.neutral.popleft()
+
+    def cancel(self) -> None:
+        self.away_since = None
+
+
+class HeadMotion:
+    """``update(ts, pose_or_None) -> list of "turn_left" / "turn_right" / "nod"`` completed this frame."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self._yaw = _Axis(self.cfg.turn_deg, self.cfg.turn_window_s)
+        self._pitch = _Axis(self.cfg.nod_deg, self.cfg.turn_window_s)
+        self._ema: Pose | None = None
+        self._ts: float | None = None
+
+    @property
+    def smoothed(self) -> Pose | None:
+        return self._ema
+
+    def neutral(self) -> Pose | None:
+        y, p = self._yaw.base(), self._pitch.base()
+        return None if y is None or p is None else Pose(y, p, 0.0)
+
+    def update(self, ts: float, pose: Pose | None) -> list[str]:
+        if pose is None:
+            # face lost: an excursion cannot be followed across the gap
+            self._yaw.cancel()
+            self._pitch.cancel()
+            self._ema = None
+            return []
+        if self._ema is None or self._ts is None:
+            self._ema = pose
+        else:
+            a = 1.0 - math.exp(-max(ts - self._ts, 0.0) / SMOOTH_TAU_S)
+            e = self._ema
+            self._ema = Pose(e.yaw + a * (pose.yaw - e.yaw), e.pitch + a * (pose.pitch - e.pitch),
+                             e.roll + a * (pose.roll - e.roll))
+        self._ts = ts
+        events = []
+        s = self._yaw.update(ts, self._ema.yaw)
+        if s:
+            events.append("turn_left" if s > 0 else "turn_right")
+        if self._pitch.update(ts, self._ema.pitch):
+            events.append("nod")
+        return events

