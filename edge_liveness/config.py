@@ -87,7 +87,6 @@ class DetectionConfig(Section):
     min_presence: float = Field(0.5, gt=0, lt=1, description="landmark face-presence score below which tracking is lost")
     max_yaw_deg: float = Field(30.0, gt=0, le=90, description="a face turned further than this is not frontal enough to start an attempt")
     redetect_frames: int = Field(15, ge=1, le=1000, description="while tracking, still run the detector every N frames so a second face (a phone held up beside a live person) is seen")
-    redetect_frames: int = Field(15, ge=1, le=1000, description="while tracking, still run the detector every N frames so a second face (a phone held up beside a live person) is seen")
 
 
 class BlinkConfig(Section):
@@ -96,7 +95,6 @@ class BlinkConfig(Section):
     min_closed_s: float = Field(0.03, ge=0, le=2)
     max_closed_s: float = Field(0.6, gt=0, le=5)
     baseline_s: float = Field(2.0, gt=0, le=60, description="window of the running-median open-eye baseline")
-    min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which EAR is not trusted (visible=False)")
     min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which EAR is not trusted (visible=False)")
 
 
