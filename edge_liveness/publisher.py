@@ -10,8 +10,10 @@ after a reconnect, so within one process the publisher hands each event to paho 
 than ``MAX_HANDED`` at once) are paged in from the journal in seq order by a small worker thread;
 while such a backlog exists, new events wait behind it in the journal rather than overtaking it.
 
-Threads. paho calls ``on_publish`` holding its own message lock, so that callback only sets an
-Event; the worker thread polls ``MQTTMessageInfo.is_published()`` and does the database writes.
+Threads. paho calls ``on_publish`` holding its own message lock, so that callback only notes the
+mid under a tiny lock that is never held while calling paho; the worker thread matches mids to
+seqs and does the database writes. (``MQTTMessageInfo.is_published()`` cannot be used: it raises
+for a message queued while disconnected even after paho has delivered it.)
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ class Publisher:
         self._lock = threading.RLock()  # held while calling paho.publish; never taken by paho callbacks
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._handed: dict[int, Any] = {}  # seq -> MQTTMessageInfo, handed to paho, not yet acked
+        self._handed: dict[int, int] = {}  # seq -> mid, handed to paho, not yet acked
+        self._ack_lock = threading.Lock()  # guards the two below; never held while calling paho
+        self._mid_seq: dict[int, int] = {}
+        self._acks: list[tuple[int, float]] = []  # (mid, when) from on_publish, not matched yet
         self._memory: dict[int, tuple[str, str, str, float]] = {}  # seq -> (kind, event_id, text, ts) not journaled
         self._acked_memory: set[int] = set()
         self._mem_seq = 0  # seq source when there is no outbox (replay)
@@ -133,11 +138,31 @@ class Publisher:
         if seq in self._handed:
             return
         info = self.link.publish_event(kind, text)
-        if info is not None:
-            self._handed[seq] = info
+        if info is None or info.rc == 15:  # MQTT_ERR_QUEUE_SIZE: paho did not keep it
+            return
+        self._handed[seq] = info.mid
+        with self._ack_lock:
+            self._mid_seq[info.mid] = seq
 
     def _on_publish(self, mid: int) -> None:
+        with self._ack_lock:
+            self._acks.append((mid, time.monotonic()))
         self._wake.set()
+
+    def _matched_acks(self) -> list[int]:
+        """Seqs whose PUBACK came. An ack can beat the mid->seq mapping (paho's thread is fast), so
+        unmatched acks wait a while; those of availability/state messages simply expire."""
+        now = time.monotonic()
+        done, keep = [], []
+        with self._ack_lock:
+            for mid, when in self._acks:
+                seq = self._mid_seq.pop(mid, None)
+                if seq is not None:
+                    done.append(seq)
+                elif now - when < 30.0:
+                    keep.append((mid, when))
+            self._acks = keep
+        return done
 
     def _on_connect(self) -> None:
         # paho re-sends what it holds by itself; look for anything else pending in the journal.
@@ -157,9 +182,7 @@ class Publisher:
 
     def _step(self) -> None:
         with self._lock:
-            done = [s for s, info in self._handed.items() if info.is_published()]
-            for s in done:
-                del self._handed[s]
+            done = [s for s in self._matched_acks() if self._handed.pop(s, None) is not None]
             mem_done = [s for s in done if s in self._memory]
             self._acked_memory.update(mem_done)
         journal_done = [s for s in done if s not in self._memory]
