@@ -73,10 +73,12 @@ def _verify(payload: Any, key: bytes, last_seq: int | None, max_skew_s: float, n
         return VerifyResult(False, why)
     device = obj.get("device_id") if isinstance(obj.get("device_id"), str) else None
     seq = obj.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        return VerifyResult(False, "missing or bad seq (must be a non-negative integer)", None, device)
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        seq = None
     if "sig" not in obj:
         return VerifyResult(False, "unsigned (no sig field)", seq, device)
+    if seq is None or seq < 0:
+        return VerifyResult(False, "missing or bad seq (must be a non-negative integer)", None, device)
     if not key:
         return VerifyResult(False, "no key to verify with", seq, device)
     if not signing.check(obj, key):
