@@ -98,3 +98,41 @@ def test_verify_cli_reports_each_line_and_exit_code(tmp_path):
     assert ok.returncode == 0
     missing = subprocess.run(cmd[:-1] + [str(tmp_path / "nope")], input=b"", capture_output=True, timeout=60)
     assert missing.returncode == 2 and b"cannot read key file" in missing.stderr
+
+
+def _schema():
+    from importlib.resources import files
+
+    return json.loads(files("edge_liveness").joinpath("schemas/event.schema.json").read_text())
+
+
+def test_schema_examples_validate_and_verify_with_the_example_key():
+    import jsonschema
+
+    schema = _schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    v = jsonschema.Draft202012Validator(schema)
+    for ex in schema["examples"]:
+        assert not list(v.iter_errors(ex))
+        assert verify_event(ex, b"example-key", max_skew_s=float("inf")).ok
+
+
+def test_published_decision_and_prompt_match_the_schema():
+    import jsonschema
+
+    from edge_liveness.decision import Decision, Prompt
+
+    ev = {"frames": 20, "passive_median": 0.91, "passive_min": 0.8, "threshold": 0.6, "blinks": 1,
+          "ear_baseline": 0.28, "ear_min": 0.12, "active_mode": "blink", "active_passed": True,
+          "model": {"name": "m", "sha256": "ab" * 32}}
+    pub = Publisher(None, None, "door-1", KEY)
+    v = jsonschema.Draft202012Validator(_schema())
+    ok = pub.submit("decision", Decision("pass", "live", "a1", 10.0, 1.2, ev).body())
+    bad = pub.submit("decision", Decision("fail", "no_blink", "a2", 10.0, 6.0, ev).body())
+    prompt = pub.submit("prompt", Prompt("a3", ("turn_left", "blink"), 5.0).body())
+    for p in (ok, bad, prompt):
+        assert not list(v.iter_errors(p)), p
+    wrong = dict(bad, reason="live")  # a fail must say why
+    assert list(v.iter_errors(wrong))
+    unknown_action = dict(prompt, actions=["wink"])
+    assert list(v.iter_errors(unknown_action))
