@@ -201,3 +201,49 @@ def test_install_bad_options_are_one_clear_line(args, needle):
     r = _install(*args)
     assert r.returncode != 0
     assert needle in r.stderr.strip().splitlines()[-1]
+
+
+# ------------------------------------------------------------------ MemoryDenyWriteExecute=yes
+
+MDWE_PROBE = r"""
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:   # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux >= 6.3)
+    print("NO-MDWE", ctypes.get_errno()); sys.exit(0)
+# The kernel's W^X now holds for this process: a W+X mapping must be refused...
+import mmap
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    print("W+X allowed?!"); sys.exit(1)
+except OSError:
+    pass
+# ...and everything the daemon's loop does must still work.
+import numpy as np, cv2
+from edge_liveness.runtime import TFLiteModel
+for path in sys.argv[1:-1]:
+    m = TFLiteModel(path, num_threads=2)
+    x = np.random.default_rng(0).random(m.input.shape).astype(m.input.dtype)
+    m.set_input_raw(x); m.invoke()
+cap = cv2.VideoCapture(sys.argv[-1]); ok, img = cap.read(); assert ok and img.size
+np.linalg.svd(np.random.rand(32, 32))
+cb = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda v: v + 1); assert cb(1) == 2
+print("MDWE-OK", len(sys.argv) - 2)
+"""
+
+
+def test_loop_runs_under_kernel_w_xor_x():
+    """Backs `MemoryDenyWriteExecute=yes`: TFLite/XNNPACK, OpenCV/FFmpeg, numpy and ctypes need no W+X memory."""
+    from conftest import shared_file
+
+    from edge_liveness.config import load_settings
+
+    models_dir = Path(load_settings(None).models.dir)
+    models = [models_dir / n for n in ("face_detection_short_range.tflite", "face_landmark.tflite")]
+    if not all(m.is_file() for m in models):
+        pytest.skip(f"face models not fetched into {models_dir} (edge-liveness models fetch)")
+    video = shared_file("video", "tranvanluyt_real.mp4")
+    r = subprocess.run([sys.executable, "-c", MDWE_PROBE, *map(str, models), str(video)], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    if "NO-MDWE" in r.stdout:
+        pytest.skip(f"kernel has no PR_SET_MDWE (needs Linux >= 6.3): {r.stdout.strip()}")
+    assert r.returncode == 0 and "MDWE-OK 2" in r.stdout, r.stdout + r.stderr[-2000:]
