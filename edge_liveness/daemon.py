@@ -278,14 +278,10 @@ class Daemon:
             pipeline = build_pipeline(new)
         except ConfigError as e:
             msg = f"reload rejected, keeping the running config: {'; '.join(e.problems)}"
-            log.error(msg)
-            self.notifier.ready()
-            return False, msg
+            return self._reload_rejected(msg)
         except ModelError as e:
             msg = f"reload rejected, keeping the running models: {e}"
-            log.error(msg)
-            self.notifier.ready()
-            return False, msg
+            return self._reload_rejected(msg)
         pipeline.engine.active_mode = self.pipeline.engine.active_mode if new.active.mode == self.settings.active.mode \
             else new.active.mode
         old = self.settings
@@ -299,6 +295,13 @@ class Daemon:
         log.info(msg)
         self.notifier.ready()
         return True, msg
+
+    def _reload_rejected(self, msg: str) -> tuple[bool, str]:
+        log.error(msg)
+        self.notifier.ready()
+        self.notifier.status(msg)
+        self.status.update(message=msg)
+        return False, msg
 
     def _install_signals(self) -> None:
         def on_stop(signum, _frame):
@@ -326,6 +329,8 @@ class Daemon:
             self.link.stop()
         if hasattr(self, "outbox"):
             self.outbox.close()
+        if hasattr(self, "status"):
+            self.status.set_state("stopped")
         log.info("stopped")
 
 
