@@ -33,6 +33,7 @@ Kind = Literal["decision", "prompt"]
 KINDS = ("decision", "prompt")
 MAX_HANDED = 1000  # events held by paho at once; the rest wait in the journal
 TICK_S = 0.2
+MAX_MEMORY = 10000  # events kept in memory while the journal is unwritable
 
 
 class Publisher:
@@ -192,6 +193,11 @@ class Publisher:
             self.outbox.mark_delivered(journal_done)
         if self._memory and self.outbox.retry():
             self._journal_memory()
+        elif len(self._memory) > MAX_MEMORY:
+            with self._lock:  # the journal stays unwritable: forget the oldest already-delivered ones
+                for s in sorted(self._acked_memory)[: len(self._memory) - MAX_MEMORY]:
+                    self._memory.pop(s, None)
+                    self._acked_memory.discard(s)
         if self._journal_backlog and self.outbox.healthy:
             self._page_in()
 

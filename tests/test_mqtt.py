@@ -311,3 +311,25 @@ def test_home_assistant_discovery_and_republish_on_ha_online(mosquitto_broker, t
     state = mosquitto_broker.collect(f"{BASE}/state")
     assert state.wait_for(lambda c: c.on(f"{BASE}/state"))
     assert state.on(f"{BASE}/state")[0].json() == {"fps": 14.5, "face_present": True}
+
+
+def test_unwritable_journal_events_still_go_out_and_are_journaled_on_recovery(mosquitto_broker, tmp_path,
+                                                                               stack_factory):
+    blocker = tmp_path / "state"
+    blocker.write_text("not a directory")
+    sub = mosquitto_broker.collect(f"{BASE}/events")
+    st = stack_factory(make_settings(mosquitto_broker, blocker))
+    assert not st.outbox.healthy and "writable directory" in st.outbox.problem
+    assert st.wait_connected()
+    sent = [st.pub.submit("decision", _body(i)) for i in range(3)]
+    assert sub.wait_for(lambda c: len(c.on(f"{BASE}/events")) == 3)
+    assert [m.json() for m in sub.on(f"{BASE}/events")] == sent
+    blocker.unlink()
+    blocker.mkdir()
+    assert st.outbox.retry(force=True)
+    end = time.monotonic() + 5
+    while time.monotonic() < end and len(st.outbox.rows()) < 3:
+        time.sleep(0.05)
+    rows = st.outbox.rows()
+    assert [r.event_id for r in rows] == [p["event_id"] for p in sent] and all(r.delivered for r in rows)
+    assert st.pub.backlog == 0
