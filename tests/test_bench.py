@@ -1,0 +1,119 @@
+"""`edge-liveness bench` smoke tests: a few real frames through the real pipeline, real models, a real
+outbox and broker. They check the report's shape and sanity, never a speed (speed is the benchmark's
+job, not a unit test's)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_file
+from edge_liveness.bench import STAGES
+from edge_liveness.cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def liveness_model() -> Path:
+    from edge_liveness.liveness import default_model_path
+
+    # EDGE_LIVENESS_MODELS__LIVENESS (read by the bench's settings too) points at another model
+    p = Path(os.environ.get("EDGE_LIVENESS_MODELS__LIVENESS") or default_model_path())
+    if not p.is_file():
+        pytest.skip(f"the shipped liveness model {p.name} is not in models/ yet (the bench needs it)")
+    return p
+
+
+def _number_ok(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def _check_summary(name: str, st: dict, frames: int) -> None:
+    assert 0 <= st["runs"], name
+    if name != "publish":  # publish counts payloads, several per frame are possible
+        assert st["runs"] <= frames, name
+    keys = ("p50_ms", "p95_ms", "mean_ms", "max_ms")
+    if st["runs"]:
+        assert all(_number_ok(st[k]) for k in keys), (name, st)
+        assert st["p50_ms"] <= st["p95_ms"] <= st["max_ms"] + 1e-9, (name, st)
+    else:
+        assert all(st[k] is None for k in keys), (name, st)
+
+
+def _run(tmp_path: Path, capsys, *extra: str) -> tuple[int, dict, str]:
+    src = shared_file("video", "tranvanluyt_real.mp4")
+    rc = cli_main(["bench", "--source", str(src), "--out", str(tmp_path), *extra])
+    captured = capsys.readouterr()
+    files = sorted(tmp_path.glob("bench_*.json"))
+    return rc, (json.loads(files[0].read_text()) if files else {}), captured.err
+
+
+def test_bench_smoke_report(tmp_path, capsys, face_models, liveness_model):
+    rc, res, err = _run(tmp_path, capsys, "--frames", "10", "--no-baseline", "--repeat", "1", "--sweep-runs", "5",
+                        "--publish-runs", "10", "--startup-runs", "1", "--sweep-threads", "1,2")
+    assert rc == 0, err
+    assert "bench: timing the pipeline" in err  # progress goes to stderr
+    n = res["pipeline"]["frames"]
+    assert n == res["source"]["frames"] == 10
+    assert set(res["stages"]) == set(STAGES)
+    for name, st in res["stages"].items():
+        _check_summary(name, st, n)
+    # every frame runs landmarks or the detector; eyes/pose/decide run on every frame
+    assert res["stages"]["decode"]["runs"] == n
+    for s in ("eyes", "pose", "decide"):
+        assert res["stages"][s]["runs"] == n
+    assert res["stages"]["detect"]["runs"] == res["pipeline"]["detector_runs"] >= 1  # the first face needs the detector
+    assert res["stages"]["classify"]["runs"] == res["stages"]["crop"]["runs"] == res["pipeline"]["classify_runs"]
+    p = res["pipeline"]
+    for k in ("fps", "cpu_ms_per_frame", "fps_from_cpu_time"):
+        assert _number_ok(p[k]) and p[k] > 0, k
+    assert res["publish"]["submit"]["runs"] == 10 and _number_ok(res["publish"]["submit"]["p50_ms"])
+    # the device process: measured in a subprocess that never loaded TensorFlow
+    st = res["startup"]
+    assert _number_ok(st["startup_s_median"]) and st["startup_s_median"] > 0
+    assert _number_ok(st["peak_rss_mb"]) and st["peak_rss_mb"] > st["rss_after_import_mb"] > 0
+    assert st["tensorflow_loaded"] is False and st["matplotlib_loaded"] is False
+    # thread sweep: every model at 1 and 2 threads
+    for model in ("detector", "landmarks", "liveness_int8"):
+        for t in ("1", "2"):
+            _check_summary(f"{model}/{t}", res["threads"]["models"][model][t]["call"], 10**9)
+    assert set(res["threads"]["pipeline"]) == {"1", "2"}
+    assert res["baseline"] == {"skipped": "--no-baseline"}
+    assert [t["name"] for t in res["targets"]][:1] == ["pipeline fps (decode excluded)"] and len(res["targets"]) == 4
+    assert res["machine"]["cpu"] and res["machine"]["usable_cores"] >= 1
+    stem = next(tmp_path.glob("bench_*.json")).stem
+    assert (tmp_path / f"{stem}.md").read_text().startswith("# edge-liveness bench")
+    assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_missing_source_is_one_line(tmp_path, capsys):
+    rc = cli_main(["bench", "--source", str(tmp_path / "nope.mp4"), "--out", str(tmp_path), "--no-baseline"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "nope.mp4" in err[0] and "does not exist" in err[0]
+    assert not list(tmp_path.glob("bench_*"))
+
+
+def test_bench_bad_sweep_is_one_line(tmp_path, capsys):
+    src = shared_file("video", "tranvanluyt_real.mp4")
+    rc = cli_main(["bench", "--source", str(src), "--out", str(tmp_path), "--sweep-threads", "1,x"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--sweep-threads" in err[0]
+
+
+@pytest.mark.slow
+@pytest.mark.workstation
+def test_bench_with_seed_baseline(tmp_path, capsys, face_models, liveness_model):
+    pytest.importorskip("tensorflow")
+    rc, res, err = _run(tmp_path, capsys, "--frames", "6", "--baseline-frames", "4", "--repeat", "1", "--sweep-threads", "",
+                        "--startup-runs", "1", "--publish-runs", "5", "--no-broker")
+    assert rc == 0, err
+    b = res["baseline"]
+    assert "skipped" not in b, b
+    assert set(b["variants"]) == {"predict", "call"}
+    for v in b["variants"].values():
+        assert v["frames"] == 4 and _number_ok(v["fps"]) and v["fps"] > 0
+    assert _number_ok(res["speedup"]["ratio"]) and res["speedup"]["frames"] == 4
