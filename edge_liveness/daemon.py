@@ -72,6 +72,7 @@ class Daemon:
         self.last_decision: dict[str, Any] | None = None
         self.camera_state = "opening"
         self.camera_restart = False
+        self.face_present = False
 
     # ------------------------------------------------------------ set-up
     def _overrides(self) -> dict[str, Any]:
@@ -166,6 +167,7 @@ class Daemon:
                             last_status = now
                         continue
                     result = self.pipeline.process(frame)
+                    self.face_present = result.obs.n_faces > 0
                     for out in result.outputs:
                         self._emit(out)
                     self.rate.tick(now)
@@ -260,12 +262,13 @@ class Daemon:
                              f"broker {'up' if connected else 'down'}, backlog {backlog}")
         li = self.pipeline.models.liveness
         state = {"state": engine.state, "fps": round(fps, 1), "active_mode": engine.active_mode,
-                 "camera": self.camera_state, "broker_connected": connected, "backlog": backlog,
+                 "camera": self.camera_state, "face_present": self.face_present, "broker_connected": connected, "backlog": backlog,
                  "last_decision": self.last_decision, "model": {"name": li.name, "sha256": li.sha256},
                  "storage_problem": getattr(self.outbox, "problem", None)}
         self.status.update(state)
         if self.link is not None:
-            self.link.publish_state({k: state[k] for k in ("state", "fps", "active_mode", "camera", "backlog", "storage_problem")})
+            self.link.publish_state({k: state[k] for k in ("state", "fps", "active_mode", "camera", "face_present", "backlog",
+                                                          "storage_problem")})
 
     # ------------------------------------------------------------ reload and signals
     def reload(self) -> tuple[bool, str]:
