@@ -265,7 +265,7 @@ class Daemon:
                  "camera": self.camera_state, "face_present": self.face_present, "broker_connected": connected, "backlog": backlog,
                  "last_decision": self.last_decision, "model": {"name": li.name, "sha256": li.sha256},
                  "storage_problem": getattr(self.outbox, "problem", None)}
-        self.status.update(state)
+        self.status.update({k: v for k, v in state.items() if k != "face_present"})  # not a status-file field
         if self.link is not None:
             self.link.publish_state({k: state[k] for k in ("state", "fps", "active_mode", "camera", "face_present", "backlog",
                                                           "storage_problem")})
