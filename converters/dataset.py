@@ -1,0 +1,428 @@
+"""`edge-liveness dataset extract`: aligned face crops from videos and image folders (workstation).
+
+Faces are found and cut with the daemon's own functions (BlazeFace detector -> face mesh ->
+``align.align_crop`` with the mesh's anchors), so training crops match what the device classifies.
+One PNG per face (lossless: JPEG would blur the moire and print texture the model learns from) and
+an ``index.csv`` with file, label, source, frame, subject, recording and attack type. Writes only under
+``--out``; several extracts may go into one folder (rows are appended; crop size and margin must
+match, recorded in ``dataset.json``).
+
+Subjects: a source folder's own ``index.csv`` (NUAA: ``subject``; selfie_replay_more: ``person`` and
+``attack_type``) is read when present so the training split can keep each person on one side;
+``--subject`` overrides it. Videos are one recording each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".3gp"}
+INDEX_FIELDS = ("file", "label", "source", "frame", "subject", "recording", "attack_type")
+LIVE_NAMES = {"live", "real", "bonafide", "bona_fide", "genuine"}
+SPOOF_NAMES = {"spoof", "fake", "attack", "attacks", "print", "replay", "screen"}
+DEFAULT_SIZE = 128
+DEFAULT_MARGIN = 0.25
+
+
+class DatasetError(ValueError):
+    """Bad extraction input (message is one line naming the fix)."""
+
+
+@dataclass
+class ExtractStats:
+    frames: int = 0
+    faces: int = 0
+    no_face: int = 0
+    multiple_faces: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    skipped_non_media: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "faces": self.faces, "no_face": self.no_face, "multiple_faces": self.multiple_faces,
+                "unreadable": len(self.unreadable), "non_media": len(self.skipped_non_media)}
+
+
+class FaceCropper:
+    """Detector + face mesh + aligned crop, as the daemon does it for one frame (no tracking).
+
+    ``crop(frame_bgr)`` returns (crop or None, number of faces found). With several faces the largest
+    is used (NUAA frames often show a bystander behind the subject).
+    """
+
+    def __init__(self, size: int, margin: float, settings=None):
+        from edge_liveness.config import load_settings
+        from edge_liveness.face import FaceDetector
+        from edge_liveness.landmarks import Landmarker
+
+        settings = settings or load_settings(None)
+        self.detector = FaceDetector.from_settings(settings)
+        self.landmarker = Landmarker.from_settings(settings)
+        self.size, self.margin = int(size), float(margin)
+
+    def crop(self, frame_bgr: np.ndarray) -> tuple[np.ndarray | None, int]:
+        from edge_liveness.align import align_crop
+
+        faces = self.detector.detect(frame_bgr)
+        if not faces:
+            return None, 0
+        face = max(faces, key=lambda f: f.area)
+        lm = self.landmarker.run(frame_bgr, face.anchors())
+        anchors = lm.anchors() if lm is not None and lm.presence >= 0.5 else face.anchors()
+        return align_crop(frame_bgr, anchors, self.size, self.margin).image, len(faces)
+
+
+def label_from_path(path: Path) -> str | None:
+    """'live' / 'spoof' from the nearest folder named like a label, else None."""
+    for part in reversed(path.parts[:-1]):
+        p = part.lower()
+        if p in LIVE_NAMES:
+            return "live"
+        if p in SPOOF_NAMES:
+            return "spoof"
+    return None
+
+
+def attack_type_from_path(path: Path) -> str | None:
+    for part in reversed(path.parts):
+        p = part.lower()
+        for t in ("print", "replay", "screen", "mask", "photo"):
+            if t in p:
+                return {"photo": "print", "screen": "replay"}.get(t, t)
+    return None
+
+
+def _source_index(src: Path) -> dict[str, dict[str, str]]:
+    """Rows of the nearest index.csv at or above ``src`` (up to 3 levels), keyed by resolved file path."""
+    start = src if src.is_dir() else src.parent
+    for d in [start, *list(start.parents)[:3]]:
+        idx = d / "index.csv"
+        if idx.is_file():
+            out = {}
+            with open(idx, newline="", encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    if row.get("file"):
+                        out[str((d / row["file"]).resolve())] = row
+            return out
+    return {}
+
+
+def iter_media(src: Path, stats: ExtractStats) -> Iterator[Path]:
+    if src.is_file():
+        yield src
+        return
+    for p in sorted(src.rglob("*")):
+        if not p.is_file():
+            continue
+        ext = p.suffix.lower()
+        if ext in IMAGE_EXT or ext in VIDEO_EXT:
+            yield p
+        elif p.name != "index.csv":
+            stats.skipped_non_media.append(str(p))
+
+
+def read_frames(path: Path, every: int, stats: ExtractStats) -> Iterator[tuple[int, np.ndarray]]:
+    import cv2
+
+    if path.suffix.lower() in VIDEO_EXT:
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            stats.unreadable.append(str(path))
+            return
+        i = 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if i % every == 0:
+                    yield i, frame
+                i += 1
+        finally:
+            cap.release()
+        if i == 0:
+            stats.unreadable.append(str(path))
+        return
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:  # GIF and friends: OpenCV's image reader may refuse them; the video reader may not
+        cap = cv2.VideoCapture(str(path))
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+        cap.release()
+        img = frame if ok else None
+    if img is None:
+        stats.unreadable.append(str(path))
+        return
+    yield 0, img
+
+
+class DatasetWriter:
+    """Crops under ``out/<label>/`` and rows appended to ``out/index.csv``."""
+
+    def __init__(self, out: Path, size: int, margin: float):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta = self.out / "dataset.json"
+        want = {"crop": {"size": int(size), "margin": float(margin)}}
+        if meta.is_file():
+            have = json.loads(meta.read_text())
+            if have.get("crop") != want["crop"]:
+                raise DatasetError(f"{self.out} holds crops made with {have.get('crop')}, not {want['crop']}: use another --out or the same --size/--margin")
+        else:
+            meta.write_text(json.dumps(want, indent=2) + "\n")
+        self.index = self.out / "index.csv"
+        new = not self.index.is_file()
+        self._f = open(self.index, "a", newline="", encoding="utf-8")
+        self._w = csv.DictWriter(self._f, fieldnames=INDEX_FIELDS)
+        if new:
+            self._w.writeheader()
+
+    def write(self, crop: np.ndarray, label: str, name: str, row: dict) -> str:
+        import cv2
+
+        rel = Path(label) / f"{name}.png"
+        dest = self.out / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(dest), crop):
+            raise DatasetError(f"cannot write {dest}: check free space and permissions of --out")
+        self._w.writerow({**row, "file": rel.as_posix(), "label": label})
+        return rel.as_posix()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _safe(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[:80]
+
+
+def extract(src: Path, label: str, out: Path, every: int = 1, margin: float = DEFAULT_MARGIN, size: int = DEFAULT_SIZE,
+            subject: str | None = None, attack_type: str | None = None, cropper: FaceCropper | None = None,
+            progress: bool = True) -> ExtractStats:
+    src = Path(src)
+    if not src.exists():
+        raise DatasetError(f"{src}: no such file or folder")
+    if label not in ("live", "spoof"):
+        raise DatasetError(f"--label must be live or spoof, got {label!r}")
+    if every < 1:
+        raise DatasetError(f"--every must be >= 1, got {every}")
+    stats = ExtractStats()
+    cropper = cropper or FaceCropper(size, margin)
+    writer = DatasetWriter(out, size, margin)
+    src_rows = _source_index(src)
+    root = src if src.is_dir() else src.parent
+    t0 = time.monotonic()
+    try:
+        for media in iter_media(src, stats):
+            meta = src_rows.get(str(media.resolve()), {})
+            subj = subject or meta.get("subject") or meta.get("person") or meta.get("source_short") or ""
+            is_video = media.suffix.lower() in VIDEO_EXT
+            recording = media.stem if is_video else (meta.get("session") and f"{subj}_s{meta['session']}") or subj
+            atype = attack_type or (meta.get("attack_type") if meta.get("attack_type") not in (None, "", "none") else None)
+            if label == "spoof" and not atype:
+                atype = attack_type_from_path(media) or ""
+            rel = media.relative_to(root) if media != root else Path(media.name)
+            base = _safe(str(rel.with_suffix("")).replace("/", "__"))
+            for frame_no, frame in read_frames(media, every, stats):
+                stats.frames += 1
+                try:
+                    crop, n = cropper.crop(frame)
+                except ValueError as e:  # degenerate anchors, odd frame formats
+                    log.debug("%s frame %d: %s", media, frame_no, e)
+                    crop, n = None, 0
+                if crop is None:
+                    stats.no_face += 1
+                    continue
+                stats.multiple_faces += n > 1
+                name = f"{base}_f{frame_no:05d}" if is_video else base
+                writer.write(crop, label, name, {"source": str(media), "frame": frame_no, "subject": subj,
+                                                 "recording": recording, "attack_type": atype if label == "spoof" else ""})
+                stats.faces += 1
+                if progress and stats.frames % 50 == 0:
+                    print(f"\r{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face "
+                          f"({time.monotonic() - t0:.0f} s)", end="", file=sys.stderr, flush=True)
+    finally:
+        writer.close()
+    if progress:
+        print(f"\r{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face, "
+              f"{len(stats.unreadable)} unreadable, {len(stats.skipped_non_media)} non-media files skipped "
+              f"({time.monotonic() - t0:.0f} s)", file=sys.stderr)
+    return stats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("extract", help="cut aligned face crops (PNG) + index.csv from videos or image folders")
+    p.add_argument("src", metavar="SRC", help="a video, an image, or a folder of them (searched recursively)")
+    p.add_argument("--label", required=True, choices=("live", "spoof"))
+    p.add_argument("--out", required=True, help="dataset folder (created; rows are appended to its index.csv)")
+    p.add_argument("--every", type=int, default=1, help="videos: keep every Nth frame (default 1)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="crop margin, share of the face size per side (default 0.25)")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels = the model's input size (default 128)")
+    p.add_argument("--subject", default=None, help="subject/person id for every crop (default: from SRC's index.csv)")
+    p.add_argument("--attack-type", default=None, help="spoof only: print, replay, ... (default: from index.csv or the path)")
+
+
+def main(args) -> int:
+    from edge_liveness.runtime import ModelError
+
+    if getattr(args, "dataset_command", None) != "extract":
+        print("usage: edge-liveness dataset extract SRC --label live|spoof --out DIR [--every N] [--margin M] [--size S]", file=sys.stderr)
+        return 2
+    try:
+        stats = extract(Path(args.src), args.label, Path(args.out), args.every, args.margin, args.size, args.subject,
+                        args.attack_type)
+    except (DatasetError, ModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats.to_dict()))
+    return 0 if stats.faces else 1
+
+
+# ---------------------------------------------------------------- reading crops back (train/convert)
+
+@dataclass
+class CropSet:
+    """Labelled face crops in memory: RGB uint8 (N,S,S,3), labels 1 = live / 0 = spoof."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    subjects: list[str]
+    attack_types: list[str]
+    files: list[str]
+    crop: dict | None = None  # {"size", "margin"} from dataset.json when known
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> "CropSet":
+        idx = np.flatnonzero(mask)
+        return CropSet(self.images[idx], self.labels[idx], [self.subjects[i] for i in idx],
+                       [self.attack_types[i] for i in idx], [self.files[i] for i in idx], self.crop)
+
+
+def _rows_of(d: Path) -> list[dict]:
+    """index.csv rows of every dataset under ``d``; folders without one: files labelled by path."""
+    rows = []
+    indexes = sorted(d.rglob("index.csv")) if d.is_dir() else []
+    covered = set()
+    for idx in indexes:
+        with open(idx, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                if not r.get("file"):
+                    continue
+                p = (idx.parent / r["file"]).resolve()
+                label = (r.get("label") or "").lower()
+                label = "live" if label in LIVE_NAMES else "spoof" if label in SPOOF_NAMES else label_from_path(p)
+                if label is None:
+                    continue
+                rows.append({"path": p, "label": label, "subject": r.get("subject") or r.get("person") or idx.parent.name,
+                             "attack_type": r.get("attack_type") or ""})
+                covered.add(p)
+    if not indexes:
+        for p in sorted(d.rglob("*")) if d.is_dir() else [d]:
+            if p.is_file() and p.suffix.lower() in IMAGE_EXT and p.resolve() not in covered:
+                label = label_from_path(p)
+                if label:
+                    rows.append({"path": p.resolve(), "label": label, "subject": p.parent.name,
+                                 "attack_type": attack_type_from_path(p) or "" if label == "spoof" else ""})
+    return rows
+
+
+def load_crops(dirs: list[Path] | Path, size: int | None = None, exclude_subjects: set[str] | None = None,
+               only_subjects: set[str] | None = None, limit: int | None = None, seed: int = 0) -> CropSet:
+    """Read the crops of one or more dataset folders (``index.csv`` or live/spoof folder names).
+
+    ``size``: crops of another size are resized (INTER_AREA) with a warning; crops should be cut at
+    the model's input size, since resampling changes exactly the texture the model looks at.
+    """
+    import cv2
+
+    dirs = [Path(dirs)] if isinstance(dirs, (str, Path)) else [Path(d) for d in dirs]
+    rows: list[dict] = []
+    crop_meta = None
+    for d in dirs:
+        if not d.exists():
+            raise DatasetError(f"{d}: no such dataset folder (make one with `edge-liveness dataset extract`)")
+        rows += _rows_of(d)
+        for meta in (sorted(d.rglob("dataset.json")) if d.is_dir() else []):
+            c = json.loads(meta.read_text()).get("crop")
+            if crop_meta is not None and c != crop_meta:
+                raise DatasetError(f"{meta.parent} has crops {c}, others have {crop_meta}: train on crops of one size and margin")
+            crop_meta = c
+    if exclude_subjects:
+        rows = [r for r in rows if r["subject"] not in exclude_subjects]
+    if only_subjects is not None:
+        rows = [r for r in rows if r["subject"] in only_subjects]
+    if limit and len(rows) > limit:
+        rng = np.random.default_rng(seed)
+        rows = [rows[i] for i in sorted(rng.choice(len(rows), limit, replace=False))]
+    if not rows:
+        raise DatasetError(f"no labelled face crops under {', '.join(map(str, dirs))} (need index.csv or live/spoof folders)")
+    size = size or (crop_meta or {}).get("size")
+    images, keep = [], []
+    resized = 0
+    for r in rows:
+        img = cv2.imread(str(r["path"]), cv2.IMREAD_COLOR)
+        if img is None:
+            log.warning("unreadable crop %s skipped", r["path"])
+            continue
+        if size is None:
+            size = img.shape[0]
+        if img.shape[:2] != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            resized += 1
+        images.append(img[:, :, ::-1])
+        keep.append(r)
+    if resized:
+        log.warning("%d crops were not %dx%d and were resized: cut crops at the model's input size instead", resized, size, size)
+    return CropSet(np.ascontiguousarray(np.stack(images)), np.array([1 if r["label"] == "live" else 0 for r in keep], np.int64),
+                   [str(r["subject"]) for r in keep], [str(r["attack_type"]) for r in keep], [str(r["path"]) for r in keep], crop_meta)
+
+
+def copy_subset(dirs: list[Path], out: Path, only_subjects: set[str] | None = None,
+                exclude_subjects: set[str] | None = None) -> int:
+    """Copy the crops of some subjects from dataset folders into one new dataset folder.
+
+    Used to make the calibration / validation / test folders of scripts/train_default_model.sh, so
+    that `convert --calibration` and `--threshold-data` never see a held-out person.
+    """
+    import shutil
+
+    out = Path(out)
+    n = 0
+    metas = {json.dumps(json.loads(m.read_text()).get("crop"), sort_keys=True) for d in dirs for m in Path(d).rglob("dataset.json")}
+    if len(metas) > 1:
+        raise DatasetError(f"source folders mix crop settings {sorted(metas)}")
+    crop = json.loads(metas.pop()) if metas else None
+    writer = DatasetWriter(out, crop["size"], crop["margin"]) if crop else None
+    if writer is None:
+        raise DatasetError("copy_subset needs folders made by `dataset extract` (dataset.json)")
+    try:
+        for d in dirs:
+            for r in _rows_of(Path(d)):
+                if only_subjects is not None and r["subject"] not in only_subjects:
+                    continue
+                if exclude_subjects and r["subject"] in exclude_subjects:
+                    continue
+                name = f"{Path(d).name}__{r['path'].stem}"
+                rel = Path(r["label"]) / f"{name}.png"
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(r["path"], out / rel)
+                writer._w.writerow({"file": rel.as_posix(), "label": r["label"], "source": str(r["path"]), "frame": "",
+                                    "subject": r["subject"], "recording": "", "attack_type": r["attack_type"]})
+                n += 1
+    finally:
+        writer.close()
+    return n
