@@ -735,7 +735,7 @@ def markdown(res: dict[str, Any]) -> str:
           f"`detection.redetect_frames`); crop/classify run only while an attempt can use the score; publish runs per decision.", "",
           f"Whole frame (process + publish): p50 {_fmt(p['frame']['p50_ms'])} ms, p95 {_fmt(p['frame']['p95_ms'])} ms, "
           f"**{_fmt(p['fps'])} fps** (median of passes {p.get('fps_all_passes')}; from CPU time {_fmt(p['fps_from_cpu_time'])} fps, "
-          f"CPU share {_fmt(p['cpu_share'])}); while classifying {_fmt(p['fps_while_classifying'])} fps, without classify "
+          f"CPU share {_fmt(p['cpu_share'])}); while classifying {_fmt(p['fps_while_classifying'])} fps, every stage on every frame (sum of p50s) {_fmt(p.get('worst_case_fps_from_p50'))} fps, without classify "
           f"{_fmt(p['fps_without_classify'])} fps; CPU {_fmt(p['cpu_ms_per_frame'])} ms per frame; glue outside the timed stages "
           f"{_fmt(p['glue_ms_per_frame'])} ms per frame. Face on {p['face_frames']} frames, tracked {p['tracked_frames']}, "
           f"detector ran {p['detector_runs']}, classify ran {p['classify_runs']}; outputs: "
@@ -932,6 +932,9 @@ def _run(args: argparse.Namespace) -> int:
         _, _, records, outputs = passes[len(passes) // 2]
         pipe = pipeline_summary(records, outputs)
         pipe["fps_all_passes"] = [p[0] for p in sorted(passes, key=lambda x: x[1])]
+        worst = sum(v["p50_ms"] or 0.0 for k, v in stage_table(records, decode_ms).items() if k not in ("decode", "publish"))
+        # every stage on every frame (no tracking, always classifying): the bound a worst-case scene approaches
+        pipe["worst_case_fps_from_p50"] = _r(1e3 / worst, 1) if worst > 0 else None
         _progress(f"pipeline: {pipe['fps']} fps, p50 {pipe['frame']['p50_ms']} ms per frame, "
                   f"detector on {pipe['detector_runs']}/{len(frames)} frames, classify on {pipe['classify_runs']}")
         stages = stage_table(records, decode_ms)
