@@ -74,6 +74,7 @@ class ModelsConfig(Section):
     dir: str = Field(default_factory=_default_models_dir, description="where `models fetch` puts third-party models")
     detector: str = "face_detection_short_range.tflite"
     landmarks: str = "face_landmark.tflite"
+    eyes: str = Field("iris_landmark.tflite", description="eye-contour model (optional: without it blinks use the mesh's eyelids)")
     liveness: str = Field("", description="liveness .tflite; empty = the model shipped with the package")
     num_threads: int = Field(1, ge=1, le=16)
 
@@ -96,6 +97,9 @@ class BlinkConfig(Section):
     max_closed_s: float = Field(0.6, gt=0, le=5)
     baseline_s: float = Field(2.0, gt=0, le=60, description="window of the running-median open-eye baseline")
     min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which EAR is not trusted (visible=False)")
+    eye_model: bool = Field(True, description="refine the eyelids with the eye-contour model (models.eyes) when it is present; False = mesh EAR only")
+    eye_model_relative_closed: float = Field(0.6, gt=0, lt=1, description="with the eye model: closed when EAR < this x open-eye baseline (its lids shut fully, so deeper than the mesh's relative_closed)")
+    eye_model_absolute_closed: float = Field(0.17, gt=0, lt=1, description="with the eye model: fallback closed threshold until a baseline exists (Yale: closed median 0.085, open 0.32)")
 
 
 class ActiveConfig(Section):

@@ -1,7 +1,9 @@
 """`edge-liveness ear IMAGE_OR_DIR`: eye aspect ratio of the largest face, one JSON line per image.
 
-Output: ``{"file": ..., "face": true, "ear_left": ..., "ear_right": ..., "presence": ...}`` (subject's
-left/right), or ``{"file": ..., "face": false}`` when no face (or no mesh) is found. GIFs are read
+Output: ``{"file": ..., "face": true, "ear_left": ..., "ear_right": ..., "source": "eye_model",
+"mesh_ear_left": ..., "mesh_ear_right": ..., "presence": ...}`` (subject's left/right; ``ear_*`` from the
+eye model when its file is present, else from the mesh with ``source`` "mesh"), or
+``{"file": ..., "face": false}`` when no face (or no mesh) is found. GIFs are read
 through ``cv2.VideoCapture`` (``cv2.imread`` cannot decode GIF); greyscale becomes 3 channels.
 """
 
@@ -44,15 +46,21 @@ def list_images(target: Path) -> list[Path]:
     return [target]
 
 
-def measure(finder, img: np.ndarray) -> dict:
-    from .blink import eye_ears
+def measure(finder, img: np.ndarray, refiner=None) -> dict:
+    """EARs of the largest face; ``refiner`` (an ``eyes.EyeRefiner``) gives the eye model's EAR."""
+    from .blink import ear_from_points, eye_ears
 
     finder.reset()  # each image stands alone: no tracking across files
     view = finder.process(img)
     if view.landmarks is None:
         return {"face": False}
-    left, right = eye_ears(view.landmarks.points)
-    return {"face": True, "ear_left": round(left, 4), "ear_right": round(right, 4),
+    mesh_left, mesh_right = eye_ears(view.landmarks.points)
+    left, right, source = mesh_left, mesh_right, "mesh"
+    if refiner is not None:
+        pair = refiner.run(img, view.landmarks.points)
+        left, right, source = ear_from_points(pair.left.ear_points), ear_from_points(pair.right.ear_points), "eye_model"
+    return {"face": True, "ear_left": round(left, 4), "ear_right": round(right, 4), "source": source,
+            "mesh_ear_left": round(mesh_left, 4), "mesh_ear_right": round(mesh_right, 4),
             "presence": round(view.landmarks.presence, 4)}
 
 
@@ -63,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from .config import ConfigError, load_settings
+    from .eyes import EyeRefiner
     from .runtime import ModelError
     from .tracking import FaceFinder
 
@@ -71,7 +80,9 @@ def main(args) -> int:
         print(f"edge-liveness ear: {target} does not exist: give an image file or a folder of images", file=sys.stderr)
         return 2
     try:
-        finder = FaceFinder.from_settings(load_settings(args.config))
+        settings = load_settings(args.config)
+        finder = FaceFinder.from_settings(settings)
+        refiner = EyeRefiner.from_settings(settings)
     except (ConfigError, ModelError) as e:
         print(f"edge-liveness ear: {e}", file=sys.stderr)
         return 2
@@ -82,5 +93,5 @@ def main(args) -> int:
             bad += 1
             print(f"edge-liveness ear: {p}: not a readable image, skipped", file=sys.stderr)
             continue
-        print(json.dumps({"file": str(p), **measure(finder, img)}), flush=True)
+        print(json.dumps({"file": str(p), **measure(finder, img, refiner)}), flush=True)
     return 1 if bad else 0

