@@ -19,6 +19,7 @@ from edge_liveness.align import align_crop
 from edge_liveness.blink import BlinkDetector
 from edge_liveness.camera import Frame
 from edge_liveness.config import Settings
+from edge_liveness.eyes import EyeRefiner
 from edge_liveness.decision import DecisionEngine, FrameObservation, ModelInfo
 from edge_liveness.face import FaceDetector
 from edge_liveness.headpose import HeadMotion, estimate_pose
@@ -61,6 +62,7 @@ class Models:
     detector: FaceDetector
     landmarker: Landmarker
     liveness: LivenessModel
+    eyes: EyeRefiner | None = None  # eyelid contours for blinks; None falls back to the face mesh
 
     @property
     def info(self) -> ModelInfo:
@@ -72,7 +74,8 @@ def load_models(settings: Settings) -> Models:
     liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
     return Models(detector=FaceDetector.from_settings(settings),
                   landmarker=Landmarker.from_settings(settings),
-                  liveness=LivenessModel(liveness_path, num_threads=settings.models.num_threads))
+                  liveness=LivenessModel(liveness_path, num_threads=settings.models.num_threads),
+                  eyes=EyeRefiner.from_settings(settings))
 
 
 class Pipeline:
@@ -80,7 +83,7 @@ class Pipeline:
         self.settings = settings
         self.models = models
         self.finder = FaceFinder(models.detector, models.landmarker, settings.detection)
-        self.blink = BlinkDetector(settings.blink)
+        self.blink = BlinkDetector(settings.blink, models.eyes)
         self.motion = HeadMotion(settings.active)
         info = models.info
         if settings.decision.threshold is not None:
@@ -101,7 +104,7 @@ class Pipeline:
 
         # 2. eyes: EAR and blinks
         t = clock()
-        eyes = self.blink.update(frame.ts, lm, frame.image.shape)
+        eyes = self.blink.update(frame.ts, lm, frame.image)
         ms["eyes"] = (clock() - t) * 1e3
 
         # 3. head pose and completed head motions
