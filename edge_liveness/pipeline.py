@@ -89,6 +89,9 @@ class Pipeline:
         if settings.decision.threshold is not None:
             info = ModelInfo(info.name, info.sha256, settings.decision.threshold)
         self.engine = DecisionEngine(settings.decision, settings.active, settings.detection, info)
+        # replay --trace scores every face so a recording can be studied frame by frame; the
+        # daemon scores only what an attempt can use.
+        self.always_classify = False
         self.crop_size = models.liveness.crop_size
         self.crop_margin = models.liveness.crop_margin
 
@@ -115,7 +118,7 @@ class Pipeline:
 
         # 4. passive liveness on the aligned crop, only when an attempt can use it
         p_live = None
-        if lm is not None and self.engine.wants_liveness:
+        if lm is not None and (self.engine.wants_liveness or self.always_classify):
             t = clock()
             crop = align_crop(frame.image, lm.anchors(), self.crop_size, self.crop_margin)
             ms["crop"] = (clock() - t) * 1e3

@@ -57,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
     publisher = Publisher(None, None, settings.device.id, key)
     camera = Camera(source, settings.camera, threaded=False)
     engine = pipeline.engine
+    pipeline.always_classify = args.trace
     try:
         for frame in camera.frames(threading.Event()):
             result = pipeline.process(frame)
