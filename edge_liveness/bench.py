@@ -24,6 +24,7 @@ No TensorFlow or matplotlib at import time (matplotlib is imported only to draw 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -232,6 +233,8 @@ def _settings(args, threads: int | None = None, liveness: str | None = None):
     overrides: dict[str, Any] = {"models": models} if models else {}
     if getattr(args, "active", None):
         overrides["active"] = {"mode": args.active}
+    if getattr(args, "no_eye_model", False):
+        overrides["blink"] = {"eye_model": False}
     return load_settings(getattr(args, "config", None), **overrides)
 
 
@@ -496,6 +499,7 @@ class Sample:
 
     image: np.ndarray
     anchors: Any
+    points: np.ndarray  # the face mesh's frame-pixel points (for the eye model)
     crop: np.ndarray
 
 
@@ -509,7 +513,7 @@ def find_sample(models, frames: list) -> Sample | None:
             a = max(faces, key=lambda x: x.area).anchors()
             lm = models.landmarker.run(f.image, a)
             crop = align_crop(f.image, lm.anchors(), lv.crop_size, lv.crop_margin).image
-            return Sample(f.image, a, np.ascontiguousarray(crop))
+            return Sample(f.image, a, lm.points, np.ascontiguousarray(crop))
     return None
 
 
@@ -522,6 +526,9 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
     d = settings.detection
     det_path, lm_path, lv_path = models.detector.model.path, models.landmarker.model.path, models.liveness.path
     out: dict[str, dict] = {"detector": {}, "landmarks": {}, "liveness_int8": {}}
+    eyes_path = models.eyes.model.path if getattr(models, "eyes", None) is not None else None
+    if eyes_path is not None:
+        out["eyes_both"] = {}
     if float_path is not None:
         out["liveness_float32"] = {}
     for t in threads:
@@ -531,6 +538,11 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
         todo = [("detector", lambda: det.detect(sample.image), det.model),
                 ("landmarks", lambda: lm.run(sample.image, sample.anchors), lm.model),
                 ("liveness_int8", lambda: lv.predict(sample.crop), lv.model)]
+        if eyes_path is not None:
+            from edge_liveness.eyes import EyeRefiner
+
+            ey = EyeRefiner(eyes_path, num_threads=t)
+            todo.append(("eyes_both", lambda: ey.run(sample.image, sample.points), ey.model))
         if float_path is not None:
             fl = _load_float(float_path, lv, t)
             todo.append(("liveness_float32", lambda: fl.predict(sample.crop), fl.model))
@@ -583,6 +595,7 @@ def _probe_main(argv: list[str]) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--config")
     ap.add_argument("--model")
+    ap.add_argument("--no-eye-model", action="store_true")
     a = ap.parse_args(argv)
     from edge_liveness.camera import Frame, ReplaySource, check_frame
     from edge_liveness.pipeline import Pipeline, load_models
@@ -628,13 +641,16 @@ def _probe_main(argv: list[str]) -> int:
     return 0
 
 
-def run_probe(source: Path, frames: int, threads: int, config: str | None, model: str | None) -> dict[str, Any]:
+def run_probe(source: Path, frames: int, threads: int, config: str | None, model: str | None,
+              no_eye_model: bool = False) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "edge_liveness.bench", "--probe", "--source", str(source), "--frames", str(frames),
            "--threads", str(threads)]
     if config:
         cmd += ["--config", config]
     if model:
         cmd += ["--model", model]
+    if no_eye_model:
+        cmd.append("--no-eye-model")
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
@@ -722,7 +738,7 @@ def markdown(res: dict[str, Any]) -> str:
          f"Load average at start {res['load_average']['start']}, end {res['load_average']['end']} (a shared machine: "
          f"others' jobs inflate the numbers).", "",
          f"Command: `{res['command']}`  ", f"Created: {res['created']}", "",
-         f"Liveness model: `{res['settings']['liveness_model']}`" + (" (STAND-IN: untrained, for speed only)" if res['settings'].get('standin') else ""), "",
+         f"Eye model: `{res['settings'].get('eye_model') or 'off (mesh EAR)'}`. Liveness model: `{res['settings']['liveness_model']}`" + (" (STAND-IN: untrained, for speed only)" if res['settings'].get('standin') else ""), "",
          "## Targets", "", "| target | wanted | measured | met | note |", "|---|---|---|---|---|"]
     for t in res["targets"]:
         L.append(f"| {t['name']} | {t['target']} | {_fmt(t['measured'])} | {_fmt(t['pass'])} | {t['note']} |")
@@ -743,7 +759,7 @@ def markdown(res: dict[str, Any]) -> str:
     fm = res["face_models"]
     L += ["## Face models per frame (in the pipeline)", "", "| model | ran on | p50 ms | p95 ms | invoke only p50 ms (1 thread) |",
           "|---|---|---|---|---|"]
-    for k in ("detector", "landmarks"):
+    for k in fm:
         L.append(f"| {k} | {fm[k]['runs']} | {_fmt(fm[k]['p50_ms'])} | {_fmt(fm[k]['p95_ms'])} | {_fmt(fm[k].get('invoke_p50_ms'))} |")
     pub = res["publish"]
     L += ["", "## Publish", "", f"{pub.get('how', '-')}: `Publisher.submit` p50 {_fmt(pub['submit']['p50_ms'])} ms, "
@@ -857,6 +873,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", help="HOST:PORT of an MQTT broker for the publish stage (default: start mosquitto if installed)")
     p.add_argument("--no-broker", action="store_true", help="publish into the SQLite outbox only")
     p.add_argument("--active", choices=["off", "blink", "turn", "blink_and_turn", "challenge"], help="override active.mode")
+    p.add_argument("--no-eye-model", action="store_true", help="blink.eye_model off: blinks from the face mesh only (to see what the eye model costs)")
     p.add_argument("--tag", default="", help="extra word in the result file names")
 
 
@@ -888,7 +905,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge_liveness.pipeline import Models, Pipeline, load_models  # noqa: F401 (Pipeline: imported early on purpose)
+    from edge_liveness.pipeline import Pipeline, load_models
 
     if args.frames < 0 or min(args.baseline_frames, args.sweep_runs, args.publish_runs, args.startup_runs, args.repeat) < 1:
         raise BenchError("--frames must be >= 0 and --baseline-frames/--sweep-runs/--publish-runs/--startup-runs/--repeat >= 1")
@@ -966,10 +983,15 @@ def _run(args: argparse.Namespace) -> int:
         notes.append("no face found in the source: per-model sweep skipped")
 
     face_models = {"detector": dict(stages["detect"]), "landmarks": dict(stages["landmarks"])}
-    for k, mk in (("detector", "detector"), ("landmarks", "landmarks")):
-        inv = threads_res["models"].get(mk, {}).get("1", {}).get("invoke", {})
+    wrappers = {"detector": models.detector, "landmarks": models.landmarker}
+    if getattr(models, "eyes", None) is not None:
+        # the eyes stage = the eye model on both eyes (two invokes) + EAR/blink logic
+        face_models["eyes_both"] = dict(stages["eyes"])
+        wrappers["eyes_both"] = models.eyes
+    for k, wrapper in wrappers.items():
+        inv = threads_res["models"].get(k, {}).get("1", {}).get("invoke", {})
         face_models[k]["invoke_p50_ms"] = inv.get("p50_ms")
-        face_models[k]["model"] = str(getattr(models, "detector" if k == "detector" else "landmarker").model.path)
+        face_models[k]["model"] = str(wrapper.model.path)
 
     cmp_: dict[str, Any]
     if float_path is None:
@@ -977,7 +999,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         _progress(f"int8 vs float32 on the same crops ({float_path.name})")
         rec = _CropRecorder(lv)
-        rp = Pipeline(settings, Models(models.detector, models.landmarker, rec))
+        rp = Pipeline(settings, dataclasses.replace(models, liveness=rec))
         for f in frames:
             rp.process(f)
         flt = _load_float(float_path, lv, threads)
@@ -986,7 +1008,7 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(flt, _RawFloatLiveness):
             cmp_["note"] = "the float model has no manifest: fed like the int8 one, judged at the int8 threshold"
         else:
-            frecs, fouts = run_pipeline(settings, Models(models.detector, models.landmarker, flt), frames)
+            frecs, fouts = run_pipeline(settings, dataclasses.replace(models, liveness=flt), frames)
             d_i = [(o.get("result"), o.get("reason")) for o in outputs if o["kind"] == "decision"]
             d_f = [(o.get("result"), o.get("reason")) for o in fouts if o["kind"] == "decision"]
             cmp_["pipeline_float32"] = {"fps": pipeline_summary(frecs, fouts)["fps"], "same_decisions": d_i == d_f,
@@ -994,7 +1016,7 @@ def _run(args: argparse.Namespace) -> int:
         rec.crops.clear()
 
     _progress(f"start-up probes ({args.startup_runs} subprocesses)")
-    probes = [run_probe(source, len(frames) if i == 0 else 1, threads, args.config, args.model) for i in range(args.startup_runs)]
+    probes = [run_probe(source, len(frames) if i == 0 else 1, threads, args.config, args.model, args.no_eye_model) for i in range(args.startup_runs)]
     startup = dict(probes[0])
     ss = [p["startup_s"] for p in probes]
     startup.update(runs=len(probes), startup_s_all=ss, startup_s_median=_r(float(np.median(ss))), startup_s_max=_r(max(ss)),
@@ -1030,7 +1052,8 @@ def _run(args: argparse.Namespace) -> int:
         "source": {"path": str(source), "frames": len(frames), "width": w, "height": h},
         "settings": {"threads": threads, "liveness_model": str(lv.path), "liveness_sha256": lv.sha256, "standin": standin,
                      "runtime": lv.runtime, "active_mode": settings.active.mode, "track": settings.detection.track,
-                     "redetect_frames": settings.detection.redetect_frames, "warmup_frames": WARMUP_FRAMES},
+                     "redetect_frames": settings.detection.redetect_frames, "warmup_frames": WARMUP_FRAMES,
+                     "eye_model": str(models.eyes.model.path) if getattr(models, "eyes", None) is not None else None},
         "stages": stages, "pipeline": pipe, "face_models": face_models, "publish": publish, "threads": threads_res,
         "int8_vs_float32": cmp_, "startup": startup,
         "memory": {"bench_process_peak_rss_mb": _peak_rss_mb(),
@@ -1039,7 +1062,8 @@ def _run(args: argparse.Namespace) -> int:
         "baseline": baseline, "speedup": speedup, "notes": notes,
     }
     res["targets"] = targets(res)
-    stem = "_".join(x for x in ("bench", machine_slug(info), _slug(source), f"{w}x{h}", f"t{threads}", _slug_text(args.tag)) if x)
+    tag = _slug_text(" ".join(x for x in (args.tag, "mesh-ear" if args.no_eye_model else "") if x))
+    stem = "_".join(x for x in ("bench", machine_slug(info), _slug(source), f"{w}x{h}", f"t{threads}", tag) if x)
     jpath, mpath, ppath = out_dir / f"{stem}.json", out_dir / f"{stem}.md", out_dir / f"{stem}.png"
     jpath.write_text(json.dumps(res, indent=1, default=_json_default) + "\n")
     why = draw_png(res, ppath)
@@ -1070,17 +1094,20 @@ def _threads_why(t: dict[str, Any], default: int, cores: int) -> str:
         return f"models.num_threads default is {default}."
     f1, f2 = pl["1"]["fps"], pl["2"]["fps"]
     c1, c2 = pl["1"]["cpu_ms_per_frame"], pl["2"]["cpu_ms_per_frame"]
-    gain = f2 / f1
-    return (f"Default models.num_threads = {default}. Measured here: 2 threads give {gain:.2f}x the frames per second of 1 "
-            f"({f2} vs {f1} fps) for {c2} vs {c1} ms of CPU per frame. On a {cores}-core device the second core also runs "
-            f"the capture thread, MQTT and the OS; at a 30 fps camera one thread leaves "
-            f"{max(0.0, 100 - 100 * 30 / f1):.0f}% of one core idle, so a second inference thread buys latency nobody "
-            f"waits for at the price of CPU (heat, throttling on a Pi). Raise it only where one thread cannot keep up with "
-            f"the camera (measure on the device with `edge-liveness bench --sweep-threads 1,2,4`).")
+    head = (f"Default models.num_threads = {default}. Measured here: 1 thread {f1} fps at {c1} ms CPU per frame, 2 threads "
+            f"{f2} fps at {c2} ms CPU per frame ({f2 / f1:.2f}x the frames for {c2 / c1:.2f}x the CPU).")
+    if f1 < 30:
+        return head + " One thread does not keep up with a 30 fps camera here: set models.num_threads = 2 on this machine."
+    return (head + f" One thread already runs the loop at {f1 / 30:.1f}x a 30 fps camera's rate, and on a {cores}-core device "
+            "the other core runs the capture thread, MQTT and the OS; a second inference thread spends more CPU per frame "
+            "(heat and throttling on a Pi) for latency that a 30 fps camera does not need, and on a shared or busy machine "
+            "it can even lose (threads wait for each other). So the default stays 1; raise it only where one thread cannot "
+            "keep up with the camera, measured on the device with `edge-liveness bench --sweep-threads 1,2,4`.")
 
 
 def _slug(p: Path) -> str:
-    return _slug_text(p.stem if p.is_file() else p.name)
+    # a folder's own name is often just a subject number: keep two parents for context
+    return _slug_text(p.stem if p.is_file() else "-".join(p.resolve().parts[-3:]))
 
 
 def _slug_text(s: str) -> str:
