@@ -68,9 +68,32 @@ class OutboxRow:
         return json.loads(self.payload)
 
 
+def _fs_state(directory: Path) -> str | None:
+    """"read-only" or "full" when the file system holding ``directory`` is so (SQLite's own
+    "unable to open database file" hides the errno)."""
+    d = directory
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    try:
+        st = os.statvfs(d)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return "read-only"
+    if st.f_bavail == 0:
+        return "full"
+    return None
+
+
 def _describe(e: BaseException, path: Path) -> str:
     name = getattr(e, "sqlite_errorname", "") or ""
     text = str(e)
+    fs = _fs_state(path.parent)
+    if fs == "read-only":
+        return (f"{path}: the file system holding {path.parent} is read-only: remount it read-write (a card that "
+                f"turned read-only is failing: replace it)")
+    if fs == "full" and not name.startswith("SQLITE_CORRUPT"):
+        return f"{path}: disk full: free space on the file system holding {path.parent}"
     if isinstance(e, OSError) or "unable to open" in text:
         return f"{path}: cannot open the journal ({text}): make {path.parent} a writable directory"
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
@@ -169,11 +192,29 @@ class Outbox:
                 self._drop_conn()
                 self._fail(e)
                 return False
+            if self._problem is not None and not self._probe_write():
+                return False
             if self._problem is not None:
                 log.warning("journal %s writable again", self.path)
             self._problem = None
             self.prune()
             return True
+
+    def _probe_write(self) -> bool:
+        """Opening needs no free space; prove a commit works before calling the journal writable
+        again (otherwise a full disk flaps between "writable again" and "disk full" every retry)."""
+        assert self._conn is not None
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("INSERT INTO meta(key, value) VALUES ('probe', ?) ON CONFLICT(key) DO UPDATE "
+                               "SET value = excluded.value", (str(time.time()),))
+            self._conn.execute("COMMIT")
+            return True
+        except sqlite3.Error as e:
+            self._rollback()
+            self._drop_conn()
+            self._fail(e)
+            return False
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,8 @@ class Publisher:
         self._acks: list[tuple[int, float]] = []  # (mid, when) from on_publish, not matched yet
         self._memory: dict[int, tuple[str, str, str, float]] = {}  # seq -> (kind, event_id, text, ts) not journaled
         self._acked_memory: set[int] = set()
+        # Journaled seqs whose PUBACK came while the journal could not be written: marked later.
+        self._unmarked: set[int] = set()
         self._mem_seq = 0  # seq source when there is no outbox (replay)
         # A backlog in the journal that paho does not hold yet (from an earlier run).
         self._journal_backlog = bool(outbox is not None and outbox.pending_count() > 0)
@@ -189,8 +191,8 @@ class Publisher:
         journal_done = [s for s in done if s not in self._memory]
         if self.outbox is None:
             return
-        if journal_done:
-            self.outbox.mark_delivered(journal_done)
+        if journal_done and not self.outbox.mark_delivered(journal_done):
+            self._unmarked.update(journal_done)  # else they would stay pending and be sent again
         if self._memory and self.outbox.retry():
             self._journal_memory()
         elif len(self._memory) > MAX_MEMORY:
@@ -198,6 +200,8 @@ class Publisher:
                 for s in sorted(self._acked_memory)[: len(self._memory) - MAX_MEMORY]:
                     self._memory.pop(s, None)
                     self._acked_memory.discard(s)
+        if self._unmarked and self.outbox.retry() and self.outbox.mark_delivered(sorted(self._unmarked)):
+            self._unmarked.clear()
         if self._journal_backlog and self.outbox.healthy:
             self._page_in()
 
@@ -223,7 +227,8 @@ class Publisher:
             room = MAX_HANDED - len(self._handed)
             if room <= 0:
                 return
-            rows = [r for r in self.outbox.pending(limit=room + len(self._handed)) if r.seq not in self._handed]
+            rows = [r for r in self.outbox.pending(limit=room + len(self._handed) + len(self._unmarked))
+                    if r.seq not in self._handed and r.seq not in self._unmarked]
             rows = rows[:room]
             for r in rows:
                 self._hand(r.seq, r.kind, r.payload)

@@ -1,0 +1,194 @@
+"""Storage faults thrown at the real daemon: the state directory fills up (ENOSPC) mid-run, is
+read-only at start, or holds a corrupt journal. Decisions still go out over MQTT, the problem is
+reported (log line, ``storage_problem`` in the state topic), and the daemon recovers on its own.
+
+The full and read-only cases use a real small file system: an 8 MiB tmpfs (needs root, or
+CAP_SYS_ADMIN; skipped with the reason otherwise).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_file
+from fault_helpers import DaemonProc, EventSink, base_env, journal_rows, topic_base, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _video():
+    return shared_file("video", "tranvanluyt_real.mp4")
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A small tmpfs mounted for the test (8 MiB: room for SQLite's WAL once the filler is gone)."""
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or r.returncode}): run as root for the "
+                    "disk-full and read-only tests")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(fs: Path) -> Path:
+    """Write a file until the file system says ENOSPC."""
+    filler = fs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC, e
+    finally:
+        os.close(fd)
+    return filler
+
+
+def _problem_states(sink: EventSink) -> list[str | None]:
+    return [s.get("storage_problem") for s in sink.states()]
+
+
+def test_disk_full_mid_run_decisions_still_go_out_and_it_recovers(small_fs, mosquitto_broker, tmp_path, face_models):
+    b = mosquitto_broker
+    sink = EventSink(b.host, b.port, topic_base())
+    state = small_fs / "state"
+    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    try:
+        d.wait_ready()
+        d.wait_decisions(2)
+        wait_until(lambda: len(journal_rows(state)) >= 2, 10, "decisions journaled")
+
+        t_full = time.monotonic()
+        filler = _fill(small_fs)
+        line = d.wait_log(r"ERROR .*disk full: free space on the file system holding .*events still go out over MQTT",
+                          timeout=30, since=t_full)
+        assert str(state) in line
+        wait_until(lambda: any(p and "disk full" in p for p in _problem_states(sink)), 10, "storage_problem in state")
+        n_full = len(d.decisions())
+        d.wait_decisions(n_full + 4)
+        # While the disk is full, decisions are delivered from memory, each once.
+        while_full = {e["event_id"] for e in d.decisions()[n_full:]}
+        assert sink.wait_for(lambda s: while_full <= s.decisions().keys(), 20), "decisions lost while the disk was full"
+
+        # Space comes back: the journal reopens by itself and takes in what went out meanwhile.
+        t_free = time.monotonic()
+        filler.unlink()
+        d.wait_log(r"journal .* writable again", timeout=30, since=t_free)
+        d.wait_log(r"journaled \d+ events that went out while the journal was unavailable", timeout=15, since=t_free)
+        assert [s for s in d.log_lines(t_full) if "writable again" in s and "journal" in s][:1] == \
+            [s for s in d.log_lines(t_free) if "writable again" in s], "the journal claimed recovery while the disk was full"
+        wait_until(lambda: _problem_states(sink)[-1] is None, 10, "storage_problem cleared in the state topic")
+        made = {e["event_id"] for e in d.decisions()}
+        assert sink.wait_for(lambda s: made <= s.decisions().keys(), 20)
+        assert sink.duplicates() == 0
+        assert d.stop() == 0
+        rows = journal_rows(state)
+        journaled = {r[1] for r in rows}
+        assert while_full <= journaled, "decisions made while the disk was full were not journaled after recovery"
+        pending = [r for r in rows if r[1] in made and r[2] is None]
+        assert pending == [], f"{len(pending)} delivered decisions left pending: {pending} of {len(rows)} rows"
+        seqs = [r[0] for r in rows]
+        assert seqs == sorted(set(seqs))
+        assert "Traceback" not in d.log()
+    finally:
+        d.close()
+        sink.close()
+
+
+def test_read_only_state_dir_at_start_then_writable(small_fs, mosquitto_broker, tmp_path, face_models):
+    b = mosquitto_broker
+    sink = EventSink(b.host, b.port, topic_base())
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    d = DaemonProc(tmp_path, base_env(small_fs, _video(), b.port))
+    try:
+        d.wait_ready()
+        line = d.wait_log(r"ERROR .*outbox\.db: the file system holding .* is read-only: remount it read-write",
+                          timeout=30)
+        assert "events still go out over MQTT" in line
+        d.wait_decisions(3)
+        made = {e["event_id"] for e in d.decisions()}
+        assert sink.wait_for(lambda s: made <= s.decisions().keys(), 20), "decisions lost with a read-only state dir"
+        wait_until(lambda: any(p and "outbox.db" in p for p in _problem_states(sink)), 10, "storage_problem in state")
+        assert d.alive()
+
+        t_rw = time.monotonic()
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+        d.wait_log(r"journal .* writable again", timeout=30, since=t_rw)
+        wait_until(lambda: _problem_states(sink)[-1] is None, 10, "storage_problem cleared in the state topic")
+        assert d.stop() == 0
+        journaled = {r[1] for r in journal_rows(small_fs)}
+        assert made <= journaled, "decisions sent while read-only were not journaled after recovery"
+        assert (small_fs / "status.json").is_file(), "the status file is written again after recovery"
+    finally:
+        d.close()
+        sink.close()
+
+
+def test_corrupt_journal_is_moved_aside_and_a_new_one_started(mosquitto_broker, tmp_path, face_models):
+    b = mosquitto_broker
+    sink = EventSink(b.host, b.port, topic_base())
+    state = tmp_path / "state"
+    state.mkdir()
+    garbage = b"SQLite format 3\x00" + os.urandom(8192)  # right magic, wrecked pages
+    (state / "outbox.db").write_bytes(garbage)
+    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    try:
+        line = d.wait_log(r"ERROR .*journal .*outbox\.db is corrupt .*moved aside to outbox\.db\.corrupt-\d{8}T\d{6}, "
+                          r"starting a fresh one", timeout=120)
+        d.wait_ready()
+        d.wait_decisions(2)
+        made = {e["event_id"] for e in d.decisions()}
+        assert sink.wait_for(lambda s: made <= s.decisions().keys(), 20)
+        assert d.stop() == 0
+        aside = list(state.glob("outbox.db.corrupt-*"))
+        assert len(aside) == 1 and aside[0].read_bytes() == garbage, "the corrupt file must be kept for inspection"
+        assert made <= {r[1] for r in journal_rows(state)}
+        assert "Traceback" not in d.log(), line
+    finally:
+        d.close()
+        sink.close()
+
+
+def test_ack_that_comes_while_the_disk_is_full_is_marked_when_space_returns(small_fs, mosquitto_broker):
+    """A decision journaled just before the disk filled, acknowledged just after: the journal must
+    still end up saying "delivered" (it used to stay pending for ever, and be sent again on the
+    next reconnect). The publisher in-process, with a real broker and a real full file system."""
+    from edge_liveness.config import load_settings
+    from edge_liveness.mqtt import MqttLink
+    from edge_liveness.outbox import Outbox
+    from edge_liveness.publisher import Publisher
+
+    b = mosquitto_broker
+    b.stop()
+    state = small_fs / "state"
+    settings = load_settings(None, device={"id": "door-ack"}, storage={"state_dir": str(state)},
+                             mqtt={"host": b.host, "port": b.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.3})
+    outbox = Outbox.open(state / "outbox.db", settings.storage)
+    link = MqttLink(settings)
+    pub = Publisher(outbox, link, "door-ack", b"k")
+    link.start()
+    try:
+        seqs = [pub.submit("decision", {"result": "pass", "reason": "live"})["seq"] for _ in range(3)]
+        assert outbox.pending_count() == 3  # journaled; the broker is down
+        filler = _fill(small_fs)
+        b.start()
+        wait_until(lambda: outbox.problem and "disk full" in outbox.problem, 20, "the ack's journal write to fail")
+        filler.unlink()
+        wait_until(lambda: outbox.healthy and outbox.pending_count() == 0, 20, "the acks marked once space returned")
+        assert [r.seq for r in outbox.rows() if r.delivered] == seqs
+    finally:
+        pub.close()
+        link.stop()
+        outbox.close()
