@@ -15,6 +15,7 @@ SIZE=160
 SEED=0
 WORK=/tmp/edge-liveness-train
 INSTALL=0
+REUSE=0
 EPOCHS_HEAD=2
 EPOCHS=6
 while [[ $# -gt 0 ]]; do
@@ -24,7 +25,8 @@ while [[ $# -gt 0 ]]; do
     --work) WORK=$2; shift 2 ;;
     --epochs) EPOCHS=$2; shift 2 ;;
     --install) INSTALL=1; shift ;;
-    *) echo "unknown option $1 (use --size N --seed N --work DIR --epochs N --install)" >&2; exit 2 ;;
+    --reuse) REUSE=1; shift ;;  # keep an already trained $RUN/model.keras
+    *) echo "unknown option $1 (use --size N --seed N --work DIR --epochs N --reuse --install)" >&2; exit 2 ;;
   esac
 done
 
@@ -84,7 +86,7 @@ EOF
 fi
 
 # 3. train (ImageNet weights recovered from Coral's int8 MobileNetV2)
-"$EL" train "$CROPS" --out "$RUN" --size "$SIZE" --seed "$SEED" --weights "$WEIGHTS" \
+[[ $REUSE == 1 && -f $RUN/model.keras ]] || "$EL" train "$CROPS" --out "$RUN" --size "$SIZE" --seed "$SEED" --weights "$WEIGHTS" \
   --exclude-subjects "$TEST_SUBJECTS" --val-subjects "$VAL_SUBJECTS" --epochs-head "$EPOCHS_HEAD" --epochs "$EPOCHS"
 
 # 4. full-integer int8, threshold on the int8 model's own validation scores; float vs int8 on unseen NUAA
