@@ -498,22 +498,24 @@ class Sample:
     """One frame with a face, its detector anchors and its liveness crop: inputs for per-model timing."""
 
     image: np.ndarray
-    anchors: Any
+    anchors: Any  # the detector's, for the face mesh
     points: np.ndarray  # the face mesh's frame-pixel points (for the eye model)
-    crop: np.ndarray
+    mesh_anchors: Any  # the mesh's, for liveness crops
+
+    def crop_for(self, model) -> np.ndarray:
+        """The aligned crop cut for this liveness model's own size and margin."""
+        from edge_liveness.align import align_crop
+
+        return np.ascontiguousarray(align_crop(self.image, self.mesh_anchors, model.crop_size, model.crop_margin).image)
 
 
 def find_sample(models, frames: list) -> Sample | None:
-    from edge_liveness.align import align_crop
-
-    lv = models.liveness
     for f in frames[:: max(1, len(frames) // 50)] + frames[:5]:
         faces = models.detector.detect(f.image)
         if faces:
             a = max(faces, key=lambda x: x.area).anchors()
             lm = models.landmarker.run(f.image, a)
-            crop = align_crop(f.image, lm.anchors(), lv.crop_size, lv.crop_margin).image
-            return Sample(f.image, a, lm.points, np.ascontiguousarray(crop))
+            return Sample(f.image, a, lm.points, lm.anchors())
     return None
 
 
@@ -535,9 +537,10 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
         det = FaceDetector(det_path, d.min_score, d.nms_iou, num_threads=t)
         lm = Landmarker(lm_path, num_threads=t)
         lv = LivenessModel(lv_path, num_threads=t)
+        crop = sample.crop_for(lv)
         todo = [("detector", lambda: det.detect(sample.image), det.model),
                 ("landmarks", lambda: lm.run(sample.image, sample.anchors), lm.model),
-                ("liveness_int8", lambda: lv.predict(sample.crop), lv.model)]
+                ("liveness_int8", lambda: lv.predict(crop), lv.model)]
         if eyes_path is not None:
             from edge_liveness.eyes import EyeRefiner
 
@@ -545,7 +548,8 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
             todo.append(("eyes_both", lambda: ey.run(sample.image, sample.points), ey.model))
         if float_path is not None:
             fl = _load_float(float_path, lv, t)
-            todo.append(("liveness_float32", lambda: fl.predict(sample.crop), fl.model))
+            fcrop = sample.crop_for(fl)
+            todo.append(("liveness_float32", lambda: fl.predict(fcrop), fl.model))
         for name, call, tfl in todo:
             out[name][str(t)] = {"call": summarize(_time(call, n)), "invoke": summarize(_time(tfl.invoke, n))}
     return out
@@ -675,11 +679,11 @@ def run_probe(source: Path, frames: int, threads: int, config: str | None, model
 # ---------------------------------------------------------------- seed-style baseline (subprocess)
 
 
-def run_baseline(source: Path, frames: int, detector_path: Path) -> dict[str, Any]:
+def run_baseline(source: Path, frames: int, detector_path: Path, size: int = 128) -> dict[str, Any]:
     if importlib.util.find_spec("tensorflow") is None:
         return {"skipped": "TensorFlow is not installed here (pip install 'edge-liveness[workstation]' to compare)"}
     cmd = [sys.executable, "-m", "converters.seed_baseline", "run", "--source", str(source), "--frames", str(frames),
-           "--detector", str(detector_path)]
+           "--detector", str(detector_path), "--size", str(size)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
     if proc.returncode != 0:
@@ -929,6 +933,15 @@ def _run(args: argparse.Namespace) -> int:
     if standin:
         notes.append("the liveness model is a STAND-IN (untrained, same architecture and size): its speed is real, its scores are not")
 
+    float_path = Path(args.float_model) if args.float_model else _float_sibling(Path(lv.path))
+    if float_path is not None:
+        if not float_path.is_file():
+            raise BenchError(f"--float-model {float_path} does not exist")
+        flt = _load_float(float_path, lv, threads)
+        if (flt.crop_size, flt.crop_margin) != (lv.crop_size, lv.crop_margin):
+            raise BenchError(f"--float-model {float_path.name} takes {flt.crop_size} px crops (margin {flt.crop_margin}) but "
+                             f"{Path(lv.path).name} takes {lv.crop_size} px (margin {lv.crop_margin}): give the float twin of the same model")
+
     _progress(f"decoding {source} once up front")
     frames, decode_ms = decode_frames(source, args.frames, settings.camera.fps)
     h, w = frames[0].image.shape[:2]
@@ -962,9 +975,6 @@ def _run(args: argparse.Namespace) -> int:
         publish["ran_with"] = pub_how
 
     sample = find_sample(models, frames)
-    float_path = Path(args.float_model) if args.float_model else _float_sibling(Path(lv.path))
-    if float_path is not None and not float_path.is_file():
-        raise BenchError(f"--float-model {float_path} does not exist")
     threads_res: dict[str, Any] = {"models": {}, "pipeline": {}, "default": base.models.num_threads}
     if sweep and sample is not None:
         _progress(f"per-model sweep over threads {sweep}")
@@ -1032,7 +1042,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         nb = min(args.baseline_frames, len(frames))
         _progress(f"seed-style baseline on the first {nb} frames (TensorFlow, subprocess; slow)")
-        baseline = run_baseline(source, nb, Path(models.detector.model.path))
+        # the seed classifier gets the device model's input size: same architecture, same pixels
+        baseline = run_baseline(source, nb, Path(models.detector.model.path), lv.input_size)
         if "skipped" in baseline:
             _progress(f"baseline skipped: {baseline['skipped']}")
         else:
