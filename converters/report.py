@@ -34,7 +34,7 @@ def score_crops(scorer: Scorer, images_rgb: np.ndarray) -> np.ndarray:
     return np.array([scorer.predict_bgr(np.ascontiguousarray(img[:, :, ::-1])) for img in images_rgb], np.float64)
 
 
-def group_metrics(scorer: Scorer, crops: Path, threshold: float) -> dict:
+def group_metrics(scorer: Scorer, crops: Path, threshold: float, curves: dict | None = None) -> dict:
     out = {}
     for name, folders, subjects in TEST_GROUPS:
         dirs = [crops / f for f in folders if (crops / f).is_dir()]
@@ -43,6 +43,9 @@ def group_metrics(scorer: Scorer, crops: Path, threshold: float) -> dict:
         data = load_crops(dirs, size=scorer.size, only_subjects=subjects)
         s = score_crops(scorer, data.images)
         out[name] = pad_metrics.rates(data.labels, s, threshold).to_dict()
+        if curves is not None and out[name]["auc"] is not None:
+            fpr, tpr, _ = pad_metrics.roc_curve(data.labels, s)
+            curves[name] = (fpr, tpr, out[name]["auc"])
     return out
 
 
@@ -83,10 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--video", action="append", default=[], help="FILE:live|spoof, judged by median P(live)")
     ap.add_argument("--threshold", type=float)
+    ap.add_argument("--plot", help="write the held-out ROC curves to this PNG")
     a = ap.parse_args(argv)
     scorer = load_scorer(Path(a.model), num_threads=1)
     thr = a.threshold if a.threshold is not None else scorer.threshold if scorer.threshold is not None else 0.5
-    rep = {"model": a.model, "threshold": thr, "groups": group_metrics(scorer, Path(a.crops), thr), "videos": {}}
+    curves: dict = {}
+    rep = {"model": a.model, "threshold": thr, "groups": group_metrics(scorer, Path(a.crops), thr, curves), "videos": {}}
+    if a.plot:
+        from . import plots
+
+        plots.roc(curves, Path(a.plot), f"{Path(a.model).name}: held-out people")
     for spec in a.video:
         path, label = spec.rsplit(":", 1)
         v = video_median(scorer, Path(path))

@@ -101,7 +101,7 @@ set -e
 
 # 5. held-out report: unseen NUAA subjects, unseen people's replays, the daemon's test videos
 VID="--video $DATA/video/tranvanluyt_real.mp4:live --video $DATA/video/tranvanluyt_fake_screen_replay.mp4:spoof"
-"$PY" -m converters.report "$OUT" --crops "$CROPS" --out "$RUN/report_int8.json" $VID > /dev/null
+"$PY" -m converters.report "$OUT" --crops "$CROPS" --out "$RUN/report_int8.json" --plot "$RUN/roc_heldout_int8.png" $VID > /dev/null
 "$PY" -m converters.report "$RUN/model.keras" --crops "$CROPS" --out "$RUN/report_float.json" > /dev/null
 echo "int8 vs float ACER on unseen NUAA: exit $RC (1 = int8 lost more than 0.01); reports in $RUN" >&2
 
