@@ -114,3 +114,16 @@ def test_corrupt_frames_are_skipped_and_counted(tmp_path, face_models):
         assert sum("corrupt frame skipped" in s for s in text.splitlines()) <= 5
     finally:
         d.close()
+
+
+def test_replay_source_missing_fails_at_once_with_one_line(tmp_path, face_models):
+    """A file does not heal by waiting: one line and an exit, not a retry loop."""
+    missing = tmp_path / "no-such-clip.mp4"
+    d = DaemonProc(tmp_path, base_env(tmp_path / "state", missing, None))
+    try:
+        code = d.wait_exit(120)
+        errors = [s for s in d.log().splitlines() if " ERROR " in s]
+        assert code == 1 and errors == [errors[0]] and f"replay source {missing} does not exist" in errors[0], d.log()
+        assert "Traceback" not in d.log() and not d.notify.times("READY")
+    finally:
+        d.close()
