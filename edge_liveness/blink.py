@@ -89,16 +89,20 @@ class _Baseline:
     def __init__(self, window_s: float):
         self.window_s = window_s
         self.samples: deque[tuple[float, float]] = deque()
+        self._median: float | None = None  # cached: value() is asked several times per frame
 
     def add(self, ts: float, ear: float) -> None:
         self.samples.append((ts, ear))
         while self.samples and self.samples[0][0] < ts - self.window_s:
             self.samples.popleft()
+        self._median = None
 
     def value(self) -> float | None:
         if len(self.samples) < MIN_BASELINE_SAMPLES:
             return None
-        return float(np.median([e for _, e in self.samples]))
+        if self._median is None:
+            self._median = float(np.median([e for _, e in self.samples]))
+        return self._median
 
 
 class BlinkDetector:

@@ -72,6 +72,7 @@ class EyeRefiner:
         self._contour = next(i for i, o in enumerate(self.model.outputs) if o.shape[-1] == N_CONTOUR * 3)
         self._iris = 1 - self._contour
         self._crop = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        self._rgb = np.empty_like(self._crop)
         self._input = np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
         self._matrix = np.zeros((2, 3), np.float64)
 
@@ -126,7 +127,9 @@ class EyeRefiner:
         cv2.invertAffineTransform(inv, m)
         cv2.warpAffine(frame_bgr, m, (INPUT_SIZE, INPUT_SIZE), dst=self._crop, flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-        np.multiply(self._crop[:, :, ::-1], 1.0 / 255.0, out=self._input[0], casting="unsafe")
+        # cvtColor into a contiguous buffer, then scale: a negative-stride [..., ::-1] view costs ~8x more
+        cv2.cvtColor(self._crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        np.multiply(self._rgb, 1.0 / 255.0, out=self._input[0], casting="unsafe")
         mdl = self.model
         mdl.set_input_raw(self._input)
         mdl.invoke()
