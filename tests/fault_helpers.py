@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -52,7 +52,8 @@ def liveness_model_path() -> Path:
         if not Path(override).is_file():
             pytest.fail(f"{TEST_MODEL_ENV}={override} does not exist")
         return Path(override)
-    pytest.skip(f"no shipped liveness model at {shipped} yet (or set {TEST_MODEL_ENV} to a .tflite with its .json manifest)")
+    pytest.skip(f"no shipped liveness model at {shipped} yet (or set {TEST_MODEL_ENV} to a .tflite with its "
+                ".json manifest)")
 
 
 def liveness_model_env() -> dict[str, str]:

@@ -8,12 +8,14 @@ door controller would set up.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from conftest import shared_file
-from fault_helpers import DaemonProc, DelayProxy, assert_one_clear_error, EventSink, base_env, journal_rows, topic_base, wait_until
+from fault_helpers import (DaemonProc, DelayProxy, EventSink, assert_one_clear_error, base_env, journal_rows,
+                           topic_base, wait_until)
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +121,7 @@ def test_broker_refuses_then_fixed_and_restarted_delivers_the_backlog(fault, mak
         d1.wait_ready()
         d1.wait_decisions(3)
         time.sleep(1.5)  # several reconnect attempts: still one line
-        assert sum(bool(__import__("re").search(needle, s)) for s in d1.log_lines()) == 1
+        assert sum(bool(re.search(needle, s)) for s in d1.log_lines()) == 1
         assert sink.decisions() == {}
         made = {e["event_id"] for e in d1.decisions()}
         assert d1.stop() == 0  # a stop while the broker refuses is still quick and clean

@@ -121,7 +121,8 @@ def test_reload_with_bad_models_keeps_the_running_one(mosquitto_broker, tmp_path
         t = time.monotonic()
         d.signal(signal.SIGHUP)
         d.wait_notify("RELOADING", timeout=20, since=t)
-        line = d.wait_log(r"ERROR .*reload rejected, keeping the running models: model could not be loaded", timeout=60, since=t)
+        line = d.wait_log(r"ERROR .*reload rejected, keeping the running models: model could not be loaded",
+                          timeout=60, since=t)
         d.wait_notify("STATUS", "reload rejected", timeout=10, since=t)
         d.wait_notify("READY", timeout=10, since=t)
         n = len(d.decisions())
