@@ -205,6 +205,7 @@ class ReplaySource:
         self._offset = 0.0  # timeline offset added on each loop so ts keeps increasing
         self._last_ts = 0.0
         self._t0: float | None = None
+        self._undecodable: set[Path] = set()  # logged once each, not on every loop
 
     def open(self) -> None:
         p = self.path
@@ -242,7 +243,9 @@ class ReplaySource:
         img = read_image(f)
         if img is None:
             # A broken file in a folder is a corrupt frame, not the end of the folder.
-            log.warning("replay: cannot decode %s; skipped", f.name)
+            if f not in self._undecodable:
+                self._undecodable.add(f)
+                log.warning("replay: cannot decode %s; skipped", f.name)
             return np.zeros((0, 0, 3), np.uint8)
         return img
 
@@ -344,6 +347,7 @@ class Camera:
         self._latest: Frame | None = None
         self._ended = False
         self._error: CameraError | None = None
+        self._seen_problems: set[str] = set()  # each kind of corrupt frame is logged the first time
 
     # -- state reporting
     def _set_state(self, state: str, problem: str = "") -> None:
@@ -356,6 +360,7 @@ class Camera:
     def _open_with_backoff(self, stop: threading.Event) -> bool:
         delay = self.cfg.reopen_initial_s
         attempt = 0
+        last_msg, last_log = "", 0.0
         while not stop.is_set():
             try:
                 self.source.open()
@@ -367,7 +372,12 @@ class Camera:
                 attempt += 1
                 if isinstance(self.source, ReplaySource):
                     raise  # a file does not heal by waiting: say so at once
-                log.warning("%s; retrying in %gs (attempt %d)", e, delay, attempt)
+                # The first failure and every new reason are logged at once, a repeat once a minute:
+                # a camera unplugged for a night must not fill the journal.
+                now = time.monotonic()
+                if str(e) != last_msg or now - last_log >= 60.0:
+                    log.warning("%s; retrying in %gs (attempt %d)", e, delay, attempt)
+                    last_msg, last_log = str(e), now
                 self._set_state(f"reopening in {delay:g}s (attempt {attempt})", str(e))
                 stop.wait(delay)
                 delay = min(delay * 2, self.cfg.reopen_max_s)
@@ -395,7 +405,9 @@ class Camera:
             img, problem = check_frame(img)
             if img is None:
                 self.stats.corrupt += 1
-                if self.stats.corrupt <= 3 or self.stats.corrupt % 100 == 0:
+                kind = problem.split(" (")[0]
+                if kind not in self._seen_problems or self.stats.corrupt % 100 == 0:
+                    self._seen_problems.add(kind)
                     log.warning("corrupt frame skipped: %s (%d so far)", problem, self.stats.corrupt)
                 continue
             self.stats.frames += 1

@@ -90,6 +90,7 @@ class CommandProcessor:
         self.max_bytes = max_bytes
         self.max_skew_s = max_skew_s
         self.bucket = TokenBucket(rate_per_min)
+        self._log_bucket = TokenBucket(20)  # rejections logged at WARNING per minute; the rest at DEBUG
         self.seq_file = seq_file
         self.clock = clock
         self.stats = CommandStats()
@@ -130,6 +131,7 @@ class CommandProcessor:
     # ------------------------------------------------------------------ entry point
     def _reject(self, name: str, error: str, quiet: bool = False) -> dict[str, Any]:
         self.stats.rejected += 1
+        quiet = quiet or not self._log_bucket.take()
         (log.debug if quiet else log.warning)("command %s rejected: %s", name[:40], error)
         return {"ok": False, "error": error}
 
@@ -145,15 +147,6 @@ class CommandProcessor:
         size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
         if size > self.max_bytes:
             return self._reject(name, f"payload too large: {size} bytes > mqtt.max_command_bytes {self.max_bytes}")
-        if not self.bucket.take():
-            self.stats.rate_limited += 1
-            self._limited_since_log += 1
-            # One WARNING per burst, the rest at DEBUG: a flood must not flood the log too.
-            quiet = self._limited_since_log > 1
-            return self._reject(name, "rate limited: over mqtt.command_rate_per_min; try again later", quiet)
-        if self._limited_since_log > 1:
-            log.warning("rate limit lifted: %d commands were rejected", self._limited_since_log)
-        self._limited_since_log = 0
         if name not in COMMANDS:
             return self._reject(name, f"unknown command {name[:40]!r} (known: {', '.join(COMMANDS)})")
         raw = payload if isinstance(payload, str) else bytes(payload)
@@ -168,6 +161,17 @@ class CommandProcessor:
             res = verify_event(obj, self.key, self.last_seq, self.max_skew_s, self.clock())
             if not res.ok:
                 return self._reject(name, f"signature check failed: {res.reason}")
+        # The budget is spent only by commands that passed the signature check, so a flood of
+        # forged or unsigned commands cannot lock the real controller out.
+        if not self.bucket.take():
+            self.stats.rate_limited += 1
+            self._limited_since_log += 1
+            # One WARNING per burst, the rest at DEBUG: a flood must not flood the log too.
+            quiet = self._limited_since_log > 1
+            return self._reject(name, "rate limited: over mqtt.command_rate_per_min; try again later", quiet)
+        if self._limited_since_log > 1:
+            log.warning("rate limit lifted: %d commands were rejected", self._limited_since_log)
+        self._limited_since_log = 0
         args = {k: v for k, v in obj.items() if k not in ENVELOPE_KEYS}
         try:
             args = validate_args(name, args)

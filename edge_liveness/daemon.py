@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from edge_liveness.camera import Camera, CameraError, open_source
+from edge_liveness.camera import Camera, CameraError, ReplaySource, open_source
 from edge_liveness.config import ConfigError, Settings, load_settings
 from edge_liveness.logs import kv, setup_logging
 from edge_liveness.runtime import ModelError
@@ -73,6 +73,7 @@ class Daemon:
         self.camera_state = "opening"
         self.camera_restart = False
         self.face_present = False
+        self._counted: dict[str, int] = {}
 
     # ------------------------------------------------------------ set-up
     def _overrides(self) -> dict[str, Any]:
@@ -134,7 +135,14 @@ class Daemon:
         except OSError as e:
             log.error("state directory %s unusable (%s): decisions go out over MQTT only until it is fixed", s.storage.state_dir, e)
         self.status = StatusFile(s.state_path)
-        self._start_transport()
+        from edge_liveness.mqtt import MqttError
+
+        try:
+            self._start_transport()
+        except MqttError as e:
+            log.error("%s", e)
+            self._shutdown()
+            return EXIT_CONFIG
         try:
             self.camera = self._open_camera()
         except CameraError as e:
@@ -162,6 +170,8 @@ class Daemon:
                     if self.camera_restart:
                         break
                     if frame is None:
+                        # No frame, no WATCHDOG=1: a camera gone for longer than WatchdogSec= gets a
+                        # fresh process from systemd (which is one more reopen, with clean state).
                         if now - last_status > 1.0:
                             self._report(now)
                             last_status = now
@@ -182,13 +192,15 @@ class Daemon:
                         last_status = now
             except CameraError as e:
                 log.error("%s", e)
-                return EXIT_FAILURE
+                # A file that cannot be read will not heal by restarting: say "fix the config".
+                return EXIT_CONFIG if isinstance(self.camera.source, ReplaySource) else EXIT_FAILURE
             if self.stop.is_set():
                 break
             if self.camera_restart:
                 self.camera_restart = False
                 try:
                     self.camera = self._open_camera()
+                    self._counted = {k: v for k, v in self._counted.items() if k == "reconnects"}
                 except CameraError as e:
                     log.error("%s", e)
                     return EXIT_FAILURE
@@ -250,7 +262,24 @@ class Daemon:
             return {"ok": ok, "message": msg}
         return {"ok": False, "error": f"unknown command {name}"}
 
+    def _count(self) -> None:
+        """Feed the camera's and the link's running totals into the Prometheus counters."""
+        st = self.camera.stats
+        totals = {"corrupt": st.corrupt, "reopens": st.reopens, "dropped": st.dropped,
+                  "reconnects": self.link.reconnects if self.link is not None else 0}
+        last = self._counted
+        for _ in range(totals["corrupt"] - last.get("corrupt", 0)):
+            self.metrics.corrupt_frame()
+        for _ in range(totals["reopens"] - last.get("reopens", 0)):
+            self.metrics.camera_reopen()
+        if totals["dropped"] > last.get("dropped", 0):
+            self.metrics.dropped(totals["dropped"] - last.get("dropped", 0))
+        for _ in range(totals["reconnects"] - last.get("reconnects", 0)):
+            self.metrics.reconnect()
+        self._counted = totals
+
     def _report(self, now: float) -> None:
+        self._count()
         engine = self.pipeline.engine
         fps = self.rate.fps(now)
         backlog = self.publisher.backlog
@@ -292,6 +321,8 @@ class Daemon:
         if new.camera != old.camera:
             log.info("camera settings changed: reopening the camera")
             self.camera_restart = True
+        if new.mqtt != old.mqtt or new.security != old.security or new.storage != old.storage:
+            log.warning("mqtt/security/storage settings changed: they apply after a restart (systemctl restart edge-liveness)")
         setup_logging(new.logging.level, new.logging.format)
         li = pipeline.models.liveness
         msg = f"reloaded: model {li.name} {li.sha256[:12]}"

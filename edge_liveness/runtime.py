@@ -67,8 +67,10 @@ def check_tflite_file(path: Path) -> bytes:
     return data
 
 
-def make_interpreter(model: bytes, num_threads: int = 1, prefer: str | None = None) -> tuple[Any, str]:
+def make_interpreter(model: bytes, num_threads: int = 1, prefer: str | None = None,
+                     path: Path | None = None) -> tuple[Any, str]:
     """Build an interpreter from the first runtime that works; return it with the runtime's name."""
+    label = f"model file {path} " if path else "model "
     errors = []
     for name, get in _candidates():
         if prefer and name != prefer:
@@ -85,7 +87,8 @@ def make_interpreter(model: bytes, num_threads: int = 1, prefer: str | None = No
             if "_ARRAY_API" in str(e) or "numpy" in str(e).lower():
                 errors.append(f"{name}: unusable with this numpy ({msg})")
                 continue
-            raise ModelError(f"model could not be loaded by {name}: {msg}") from e
+            raise ModelError(f"{label}could not be loaded by {name} ({msg}): the file is damaged or from an "
+                             f"incompatible converter; restore it or re-fetch/re-convert it") from e
     raise ModelError("no TFLite runtime works here (" + "; ".join(errors) + "): pip install ai-edge-litert")
 
 
@@ -108,7 +111,7 @@ class TFLiteModel:
         self.name = name or self.path.stem
         data = check_tflite_file(self.path)
         self.size_bytes = len(data)
-        self.interpreter, self.runtime = make_interpreter(data, num_threads, prefer_runtime)
+        self.interpreter, self.runtime = make_interpreter(data, num_threads, prefer_runtime, self.path)
         self.num_threads = num_threads
         self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
         self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]

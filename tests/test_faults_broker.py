@@ -165,8 +165,6 @@ def test_slow_broker_link_delivers_everything_once(mosquitto_broker, tmp_path, f
         sink.close()
 
 
-@pytest.mark.xfail(strict=True, reason="daemon.run does not catch mqtt.MqttError yet: a traceback and exit 1 "
-                                       "(fix: catch it around _start_transport, log it, exit 2)")
 def test_missing_tls_file_is_one_line_and_exit_2(tmp_path, face_models):
     env = base_env(tmp_path / "state", _video(), 1883, mqtt__tls=True, mqtt__ca_file=str(tmp_path / "nope.crt"))
     d = DaemonProc(tmp_path, env)

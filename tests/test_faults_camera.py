@@ -26,8 +26,9 @@ def test_ip_camera_absent_at_start_then_unplugged_mid_run(tmp_path, face_models)
         # Absent: retried with backoff, named in the log and in STATUS=, not ready, not dead.
         line = d.wait_log(r"cannot open camera http://127\.0\.0\.1:\d+/stream\.mjpg.*retrying in", timeout=60)
         assert "plugged in" in line
-        d.wait_log(r"retrying in .*\(attempt 3\)", timeout=30)
-        d.wait_notify("STATUS", "camera reopening in", timeout=10)
+        # Every attempt shows in STATUS=; the log repeats the same reason only once a minute.
+        d.wait_notify("STATUS", "(attempt 3)", timeout=30)
+        assert len([x for x in d.log_lines() if "cannot open camera" in x]) == 1
         assert d.alive() and not d.notify.times("READY")
 
         # Plugged in: opened, ready, frames flow (watchdog pings), decisions come.
@@ -110,8 +111,11 @@ def test_corrupt_frames_are_skipped_and_counted(tmp_path, face_models):
         assert d.stop() == 0
         text = d.log()
         assert "Traceback" not in text
-        # Bounded logging: about 100+ broken frames, a handful of lines about them.
-        assert sum("corrupt frame skipped" in s for s in text.splitlines()) <= 5
+        # Bounded logging: 100+ broken frames, one line per kind of breakage plus one per hundred.
+        lines = [s for s in text.splitlines() if "corrupt frame skipped" in s]
+        kinds = set(expected.values())
+        assert all(any(k in s for s in lines) for k in kinds), "every kind of broken frame is named once"
+        assert len(lines) <= len(kinds) + 2
     finally:
         d.close()
 
@@ -123,7 +127,7 @@ def test_replay_source_missing_fails_at_once_with_one_line(tmp_path, face_models
     try:
         code = d.wait_exit(120)
         errors = [s for s in d.log().splitlines() if " ERROR " in s]
-        assert code == 1 and errors == [errors[0]] and f"replay source {missing} does not exist" in errors[0], d.log()
+        assert code == 2 and errors == [errors[0]] and f"replay source {missing} does not exist" in errors[0], d.log()
         assert "Traceback" not in d.log() and not d.notify.times("READY")
     finally:
         d.close()

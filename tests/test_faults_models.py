@@ -44,8 +44,7 @@ def _bad_models(tmp: Path, face_models: Path) -> dict[str, tuple[Path, str]]:
     cases["half_written"] = (p, "do not belong together")
     # Truncated, and a manifest made for the truncated bytes: the runtime itself must refuse it.
     p = _copy_model(good, tmp / "truncated.tflite", data[: len(data) // 3])
-    # (runtime.py's line does not name the file yet: "model could not be loaded by <runtime>: ...")
-    cases["truncated"] = (p, "model could not be loaded")
+    cases["truncated"] = (p, f"model file {p} could not be loaded")
     p = _copy_model(good, tmp / "not_tflite.tflite", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64)
     cases["not_tflite"] = (p, "is not a TFLite model")
     # A real TFLite file of another model (the face mesh takes 192x192).
@@ -121,7 +120,7 @@ def test_reload_with_bad_models_keeps_the_running_one(mosquitto_broker, tmp_path
         t = time.monotonic()
         d.signal(signal.SIGHUP)
         d.wait_notify("RELOADING", timeout=20, since=t)
-        line = d.wait_log(r"ERROR .*reload rejected, keeping the running models: model could not be loaded",
+        line = d.wait_log(r"ERROR .*reload rejected, keeping the running models: model file .* could not be loaded",
                           timeout=60, since=t)
         d.wait_notify("STATUS", "reload rejected", timeout=10, since=t)
         d.wait_notify("READY", timeout=10, since=t)
