@@ -752,7 +752,7 @@ def markdown(res: dict[str, Any]) -> str:
         L.append(f"| {name} | {st['runs']} ({_fmt(st.get('runs_pct'))}%) | {_fmt(st['p50_ms'])} | {_fmt(st['p95_ms'])} | "
                  f"{_fmt(st['mean_ms'])} | {_fmt(st.get('per_frame_ms'))} |")
     L += ["", "detect runs only when tracking does not hold (a new face, tracking lost, or every "
-          f"`detection.redetect_frames`); crop/classify run only while an attempt can use the score; publish runs per decision.", "",
+          "`detection.redetect_frames`); crop/classify run only while an attempt can use the score; publish runs per decision.", "",
           f"Whole frame (process + publish): p50 {_fmt(p['frame']['p50_ms'])} ms, p95 {_fmt(p['frame']['p95_ms'])} ms, "
           f"**{_fmt(p['fps'])} fps** (median of passes {p.get('fps_all_passes')}; from CPU time {_fmt(p['fps_from_cpu_time'])} fps, "
           f"CPU share {_fmt(p['cpu_share'])}); while classifying {_fmt(p['fps_while_classifying'])} fps, every stage on every frame (sum of p50s) {_fmt(p.get('worst_case_fps_from_p50'))} fps, without classify "

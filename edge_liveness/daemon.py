@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import queue
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 from edge_liveness.camera import Camera, CameraError, ReplaySource, open_source

@@ -108,6 +108,18 @@ class NotifyListener:
     def statuses(self, since: float = 0.0) -> list[str]:
         return [m["STATUS"] for t, m in self.snapshot() if "STATUS" in m and t >= since]
 
+    def wait_for(self, key: str, since: float = 0.0, timeout: float = 10.0, proc: subprocess.Popen | None = None,
+                 value: str | None = None) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, m in self.snapshot():
+                if t >= since and key in m and (value is None or value in m[key]):
+                    return t
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {proc.returncode} before {key}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {key}{'~' + value if value else ''} within {timeout} s; got {self.snapshot()[-5:]}")
+
     def close(self) -> None:
         self._stop.set()
         self.sock.close()

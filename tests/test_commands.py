@@ -141,7 +141,6 @@ def test_commands_over_a_real_broker(mosquitto_broker, tmp_path):
 def test_a_forged_flood_does_not_lock_out_the_signed_controller():
     import hashlib
     import hmac
-    import json
     import time as _time
 
     key = b"k" * 32

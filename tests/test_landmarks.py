@@ -1,5 +1,4 @@
 import cv2
-import numpy as np
 
 from conftest import shared_file
 from edge_liveness.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, Landmarker

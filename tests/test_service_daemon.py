@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_file
+from fault_helpers import NotifyListener
 
 pytestmark = pytest.mark.slow
 
@@ -41,57 +42,6 @@ def _liveness_model_env() -> dict[str, str]:
         pytest.skip(f"no shipped liveness model at {default_model_path()} yet "
                     "(or set EDGE_LIVENESS_TEST_LIVENESS_MODEL to a .tflite with its manifest)")
     return {}
-
-
-class NotifyListener:
-    """The service manager's end of NOTIFY_SOCKET: records every datagram with its arrival time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, dict[str, str]]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
-            with self._lock:
-                self.messages.append((time.monotonic(), fields))
-
-    def snapshot(self) -> list[tuple[float, dict[str, str]]]:
-        with self._lock:
-            return list(self.messages)
-
-    def times(self, key: str, since: float = 0.0) -> list[float]:
-        return [t for t, m in self.snapshot() if key in m and t >= since]
-
-    def wait_for(self, key: str, since: float = 0.0, timeout: float = 10.0, proc: subprocess.Popen | None = None,
-                 value: str | None = None) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, m in self.snapshot():
-                if t >= since and key in m and (value is None or value in m[key]):
-                    return t
-            if proc is not None and proc.poll() is not None:
-                raise AssertionError(f"daemon exited with {proc.returncode} before {key}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {key}{'~' + value if value else ''} within {timeout} s; got {self.snapshot()[-5:]}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(timeout=2)
 
 
 def _free_port() -> int:
