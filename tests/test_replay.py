@@ -1,0 +1,162 @@
+"""`edge-liveness replay` and the daemon end to end on the shared recordings (real models, real broker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from conftest import REPO, shared_file
+from edge_liveness.verify import Verifier
+from fault_helpers import DEVICE_ID, SIGNING_KEY, DaemonProc, EventSink, base_env
+
+pytestmark = pytest.mark.slow
+VIDEO = ("video", "tranvanluyt_real.mp4")
+FAKE = ("video", "tranvanluyt_fake_screen_replay.mp4")
+
+
+def replay(*args: str, timeout: float = 300) -> tuple[int, list[dict], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_LIVENESS_") or k == "EDGE_LIVENESS_SHARED_DATA"}
+    r = subprocess.run([sys.executable, "-m", "edge_liveness", "replay", *args], capture_output=True, text=True,
+                       cwd=REPO, env=env, timeout=timeout)
+    return r.returncode, [json.loads(line) for line in r.stdout.splitlines() if line.strip()], r.stderr
+
+
+@pytest.fixture(scope="module")
+def still_video(tmp_path_factory) -> Path:
+    """A still photo of a live face made into a 10 s video (longer than active.blink_timeout)."""
+    cap = cv2.VideoCapture(str(shared_file(*VIDEO)))
+    for _ in range(10):
+        ok, img = cap.read()
+    cap.release()
+    assert ok
+    out = tmp_path_factory.mktemp("still") / "still.mp4"
+    h, w = img.shape[:2]
+    vw = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+    for _ in range(300):
+        vw.write(img)
+    vw.release()
+    return out
+
+
+def test_trace_has_a_line_per_frame_and_exits_0(face_models):
+    code, lines, err = replay(str(shared_file(*VIDEO)), "--trace")
+    assert code == 0, err
+    frames = [x for x in lines if x["type"] == "frame"]
+    assert len(frames) == 621
+    for key in ("t", "face", "ear_left", "ear_right", "blink", "yaw", "pitch", "roll", "p_live", "motions"):
+        assert key in frames[0]
+    assert sum(f["face"] for f in frames) > 600
+    assert any(f["blink"] for f in frames)  # the blinks a person sees (frames ~533, ~495)
+    motions = [m for f in frames for m in f["motions"]]
+    assert "turn_left" in motions and "turn_right" in motions
+
+
+def test_unreadable_file_is_one_line_and_exit_2(tmp_path):
+    junk = tmp_path / "clip.mp4"
+    junk.write_bytes(b"\x00\x01 not a video" * 100)
+    for path in (junk, tmp_path / "missing.mp4"):
+        code, lines, err = replay(str(path))
+        assert code == 2 and lines == []
+        assert len(err.strip().splitlines()) == 1 and str(path) in err, err
+
+
+def test_live_passes_screen_replay_and_still_photo_fail(face_models, still_video):
+    def decisions(path) -> list[dict]:
+        code, lines, err = replay(str(path))
+        assert code == 0, err
+        return [x for x in lines if x["type"] == "decision"]
+
+    live = decisions(shared_file(*VIDEO))
+    assert [d["result"] for d in live] == ["pass"]
+    assert live[0]["evidence"]["blinks"] >= 1
+    fake = decisions(shared_file(*FAKE))
+    assert fake and all(d["result"] == "fail" for d in fake)
+    assert fake[0]["reason"] == "spoof_suspected"
+    still = decisions(still_video)
+    assert still and all(d["result"] == "fail" for d in still)
+    assert still[0]["reason"] in ("no_blink", "spoof_suspected")
+
+
+def test_still_photo_has_no_blinks_and_no_head_motion(face_models, still_video):
+    code, lines, err = replay(str(still_video), "--trace")
+    assert code == 0, err
+    frames = [x for x in lines if x["type"] == "frame"]
+    assert len(frames) == 300 and all(f["face"] for f in frames)
+    assert not any(f["blink"] for f in frames)
+    assert not any(f["motions"] for f in frames)
+
+
+def test_replay_prints_signed_payloads(face_models, tmp_path):
+    (tmp_path / "signing_key").write_text("k" * 32)
+    code, lines, err = replay(str(shared_file(*VIDEO)), "--secrets-dir", str(tmp_path))
+    assert code == 0, err
+    v = Verifier(b"k" * 32)
+    assert lines and all(v.check(x).ok for x in lines)
+
+
+def _prompts_and_decisions(sink: EventSink) -> list[dict]:
+    return [m.json() for m in sink.collector.messages if m.topic.endswith(("/prompt", "/events"))]
+
+
+def test_challenge_mode_end_to_end_prompt_precedes_each_decision(mosquitto_broker, tmp_path, face_models):
+    base = f"edge-liveness/{DEVICE_ID}"
+    sink = EventSink(mosquitto_broker.host, mosquitto_broker.port, base)
+    sink.collector.client.subscribe(f"{base}/prompt", qos=1)
+    env = base_env(tmp_path / "state", shared_file(*VIDEO), mosquitto_broker.port, active__mode="challenge",
+                   active__challenge_step_timeout_s=1.5, decision__cooldown_s=0.2)
+    d = DaemonProc(tmp_path, env)
+    try:
+        assert sink.wait_for(lambda s: sum(1 for m in _prompts_and_decisions(s) if m["type"] == "decision") >= 2,
+                             timeout=120), d.log()[-2000:]
+    finally:
+        assert d.stop() == 0
+        d.close()
+    msgs = _prompts_and_decisions(sink)
+    sink.close()
+    v = Verifier(SIGNING_KEY.encode())
+    assert all(v.check(m).ok for m in msgs), "every prompt and decision is signed, seq rising"
+    decisions = [m for m in msgs if m["type"] == "decision"]
+    for dec in decisions:
+        i = msgs.index(dec)
+        prompts = [m for m in msgs[:i] if m["type"] == "prompt" and m["attempt_id"] == dec["attempt_id"]]
+        assert len(prompts) == 1, f"decision {dec['attempt_id']} without its prompt before it"
+        assert dec["evidence"]["challenge"]["actions"] == prompts[0]["actions"]
+        assert 1 <= len(prompts[0]["actions"]) <= 3
+
+
+def test_daemon_killed_mid_backlog_loses_nothing(mosquitto_broker, tmp_path, face_models):
+    """Broker away, decisions journaled, kill -9, broker back, restart: every decision once, in seq order."""
+    mosquitto_broker.stop()
+    state = tmp_path / "state"
+    env = base_env(state, shared_file(*VIDEO), mosquitto_broker.port)
+    d1 = DaemonProc(tmp_path / "d1", env)
+    try:
+        first = d1.wait_decisions(3, timeout=120)
+        d1.signal(9)
+        assert d1.wait_exit(10) != 0
+    finally:
+        d1.close()
+    journaled = {x["event_id"] for x in first}
+    mosquitto_broker.start()
+    sink = EventSink(mosquitto_broker.host, mosquitto_broker.port, f"edge-liveness/{DEVICE_ID}")
+    d2 = DaemonProc(tmp_path / "d2", env)
+    try:
+        assert sink.wait_for(lambda s: journaled <= set(s.decisions()), timeout=60), \
+            f"missing after restart: {journaled - set(sink.decisions())}"
+        time.sleep(1.0)
+    finally:
+        assert d2.stop() == 0
+        d2.close()
+    got = sink._decision_msgs()
+    sink.close()
+    old = [m for m in got if m["event_id"] in journaled]
+    assert len({m["event_id"] for m in old}) == len(journaled)
+    seqs = [m["seq"] for m in got]
+    assert seqs == sorted(seqs), "delivered in seq order"
