@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -205,19 +204,10 @@ def run_baseline(source: str, frames: int, detector_path: str, size: int = 128, 
         _log(f"seed loop with model.{'predict(x)' if name == 'predict' else '__call__(x)'} on {len(imgs)} frames")
         out["variants"][name] = seed_loop(imgs, det, variants[name], size)
         _log(f"  {out['variants'][name]['fps']} fps")
-    out["peak_rss_mb"] = _peak_rss_mb()
+    from edge_liveness.bench import peak_rss_mb
+
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
-
-
-def _peak_rss_mb() -> float:
-    # VmHWM: ru_maxrss survives fork+exec on Linux and would report the parent's size.
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 # ---------------------------------------------------------------- the stand-in model pair

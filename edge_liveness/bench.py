@@ -141,25 +141,27 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _rss_mb() -> float | None:
+def _status_mb(field: str) -> float | None:
+    """A memory line of /proc/self/status (VmRSS, VmHWM, ...) in MB; None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     return None
 
 
-def _peak_rss_mb() -> float:
+def _rss_mb() -> float | None:
+    return _status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float:
     """Peak RSS of THIS process image. VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec,
     so a child started by a big parent would report the parent's size as its own peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
+    hwm = _status_mb("VmHWM")
+    if hwm is not None:
+        return hwm
     v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(v / (2**20 if sys.platform == "darwin" else 1024), 1)
 
@@ -639,7 +641,7 @@ def _probe_main(argv: list[str]) -> int:
                                   "rss_after_models_mb": rss_models, "rss_after_first_frame_mb": _rss_mb()}), flush=True)
         outbox.close()
     src.close()
-    print(json.dumps({"event": "done", "frames": n, "peak_rss_mb": _peak_rss_mb(), "rss_end_mb": _rss_mb(),
+    print(json.dumps({"event": "done", "frames": n, "peak_rss_mb": peak_rss_mb(), "rss_end_mb": _rss_mb(),
                       "tensorflow_loaded": "tensorflow" in sys.modules, "matplotlib_loaded": "matplotlib" in sys.modules,
                       "runtime": models.liveness.runtime}), flush=True)
     return 0
@@ -1067,7 +1069,7 @@ def _run(args: argparse.Namespace) -> int:
                      "eye_model": str(models.eyes.model.path) if getattr(models, "eyes", None) is not None else None},
         "stages": stages, "pipeline": pipe, "face_models": face_models, "publish": publish, "threads": threads_res,
         "int8_vs_float32": cmp_, "startup": startup,
-        "memory": {"bench_process_peak_rss_mb": _peak_rss_mb(),
+        "memory": {"bench_process_peak_rss_mb": peak_rss_mb(),
                    "decoded_frames_mb": _r(sum(f.image.nbytes for f in frames) / 2**20, 1),
                    "device_process_peak_rss_mb": startup.get("peak_rss_mb")},
         "baseline": baseline, "speedup": speedup, "notes": notes,
