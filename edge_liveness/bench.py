@@ -400,10 +400,6 @@ class FrameRecord:
     publish_ms: list[float] = field(default_factory=list)
 
 
-def _kind(out: Any) -> str:
-    return "prompt" if type(out).__name__ == "Prompt" else "decision"
-
-
 def run_pipeline(settings, models, frames: list, publisher=None) -> tuple[list[FrameRecord], list[dict]]:
     """Warm up on a throwaway pipeline, then time every frame through a fresh one."""
     from edge_liveness.pipeline import Pipeline
@@ -426,9 +422,9 @@ def run_pipeline(settings, models, frames: list, publisher=None) -> tuple[list[F
         for out in r.outputs:
             t = pc()
             if publisher is not None:
-                publisher.submit(_kind(out), out.body())
+                publisher.submit(out.kind, out.body())
             pub.append((pc() - t) * 1e3)
-            outputs.append({"frame": f.index, "t": round(f.ts, 3), "kind": _kind(out), **_brief(out)})
+            outputs.append({"frame": f.index, "t": round(f.ts, 3), "kind": out.kind, **_brief(out)})
         records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3, (cpu() - c0) * 1e3, pub))
     return records, outputs
 
@@ -632,7 +628,7 @@ def _probe_main(argv: list[str]) -> int:
                 continue
             r = pipe.process(Frame(img, float(ts), n))
             for out in r.outputs:
-                pub.submit(_kind(out), out.body())
+                pub.submit(out.kind, out.body())
             n += 1
             if first is None:
                 first = time.perf_counter()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -222,7 +221,6 @@ class ReplaySource:
             self._images = [p]
             self.fps = self.default_fps
         else:
-            is_fifo = stat.S_ISFIFO(p.stat().st_mode)
             cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
             if not cap.isOpened():
                 cap.release()
@@ -230,8 +228,6 @@ class ReplaySource:
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.fps = fps if 1.0 <= fps <= 240.0 else self.default_fps
             self._cap = cap
-            if is_fifo:
-                self.finite = True
         self._i = 0
         self._t0 = None
 

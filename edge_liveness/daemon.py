@@ -217,9 +217,8 @@ class Daemon:
 
     # ------------------------------------------------------------ per-frame helpers
     def _emit(self, out: Any) -> None:
-        kind = "prompt" if type(out).__name__ == "Prompt" else "decision"
-        payload = self.publisher.submit(kind, out.body())
-        if kind == "decision":
+        payload = self.publisher.submit(out.kind, out.body())
+        if out.kind == "decision":
             self.last_decision = {k: payload.get(k) for k in ("result", "reason", "ts", "event_id", "seq")}
             self.metrics.decision(payload["result"], payload.get("reason"))
             log.info("decision", extra=kv(result=payload["result"], reason=payload.get("reason"), seq=payload["seq"]))

@@ -17,7 +17,7 @@ import statistics
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, ClassVar, Iterator, Union
 
 from edge_liveness.checks import (FAILED, PASSED, PENDING, ActiveCheck, ActiveModeError, Chooser, make_check,
                                   validate_mode)
@@ -129,6 +129,7 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Decision:
+    kind: ClassVar[str] = "decision"  # the publisher's envelope type (and MQTT topic)
     result: str                # "pass" | "fail"
     reason: str                # "live" on pass; see REASONS
     attempt_id: str
@@ -144,6 +145,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Prompt:
+    kind: ClassVar[str] = "prompt"
     attempt_id: str
     actions: tuple[str, ...]
     step_timeout_s: float

@@ -30,7 +30,6 @@ from edge_liveness.tracking import FaceFinder
 log = logging.getLogger(__name__)
 
 BLINK_MODES = frozenset({"blink", "blink_and_turn", "challenge"})
-STAGES = ("detect", "landmarks", "eyes", "pose", "crop", "classify", "decide")
 
 
 @dataclass

@@ -64,8 +64,7 @@ def main(args: argparse.Namespace) -> int:
             if args.trace:
                 _dump(result.trace(engine.state))
             for out in result.outputs:
-                kind = "prompt" if type(out).__name__ == "Prompt" else "decision"
-                _dump(publisher.submit(kind, out.body()))
+                _dump(publisher.submit(out.kind, out.body()))
     except CameraError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
