@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("edge_liveness.replay", "run the pipeline on a recording and print what it would decide"),
     "config": ("edge_liveness.config_cli", "check or show the configuration"),
     "models": ("edge_liveness.modelstore", "fetch and verify the third-party face models"),
+    "blinks": ("edge_liveness.blinks_cli", "score the blink check on annotated videos; train its model"),
     "ear": ("edge_liveness.ear_cli", "eye aspect ratio of the faces in images"),
     "events": ("edge_liveness.events_cli", "list the local decision journal (audit log)"),
     "verify": ("edge_liveness.verify", "check signed event payloads read from stdin"),

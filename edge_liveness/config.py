@@ -91,15 +91,13 @@ class DetectionConfig(Section):
 
 
 class BlinkConfig(Section):
-    relative_closed: float = Field(0.7, gt=0, lt=1, description="closed when EAR < this x open-eye baseline")
-    absolute_closed: float = Field(0.21, gt=0, lt=1, description="fallback closed threshold until a baseline exists (Yale: closed median 0.19, open 0.28)")
-    min_closed_s: float = Field(0.03, ge=0, le=2)
-    max_closed_s: float = Field(0.6, gt=0, le=5)
-    baseline_s: float = Field(2.0, gt=0, le=60, description="window of the running-median open-eye baseline")
-    min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which EAR is not trusted (visible=False)")
-    eye_model: bool = Field(True, description="refine the eyelids with the eye-contour model (models.eyes) when it is present; False = mesh EAR only")
-    eye_model_relative_closed: float = Field(0.6, gt=0, lt=1, description="with the eye model: closed when EAR < this x open-eye baseline (its lids shut fully, so deeper than the mesh's relative_closed)")
-    eye_model_absolute_closed: float = Field(0.17, gt=0, lt=1, description="with the eye model: fallback closed threshold until a baseline exists (Yale: closed median 0.085, open 0.32)")
+    model: str = Field("", description="learned blink model .tflite (with its .json manifest); empty = the one shipped with the package")
+    threshold: float | None = Field(None, gt=0, lt=1, description="P(in a blink) at or above which a moment counts as blinking; empty = the model manifest's")
+    min_closed_s: float = Field(0.0, ge=0, le=2, description="shortest blink (the run of moments the model marks as blinking)")
+    max_closed_s: float = Field(0.7, gt=0, le=5, description="longest blink: eyes kept shut longer, or a long look down, are not blinks")
+    baseline_s: float = Field(3.0, gt=0, le=60, description="window of each eye's open level (80th percentile of its openness)")
+    min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which the eyes are not trusted (visible=False)")
+    eye_model: bool = Field(True, description="read the eyelids with the eye-contour model (models.eyes) when it is present; False = the face mesh's eyelids, which miss most blinks")
 
 
 class ActiveConfig(Section):

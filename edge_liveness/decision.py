@@ -190,6 +190,10 @@ class DecisionEngine:
         self.model = model
         self.rng = rng  # None: checks use secrets.SystemRandom()
         self._mode = validate_mode(active.mode)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any attempt and start idle and armed (a new recording, or a test)."""
         self.state = IDLE
         self._attempt: _Attempt | None = None
         self._cooldown_until = -math.inf
@@ -220,6 +224,11 @@ class DecisionEngine:
     @property
     def attempt_id(self) -> str | None:
         return self._attempt.id if self._attempt else None
+
+    def see_face(self, n_large_faces: int) -> None:
+        """Tell the engine, before the frame's expensive stages, whether this frame has a large face,
+        so ``wants_liveness`` answers for this frame rather than the previous one."""
+        self._face_now = n_large_faces >= 1
 
     @property
     def wants_liveness(self) -> bool:

@@ -48,7 +48,7 @@ def list_images(target: Path) -> list[Path]:
 
 def measure(finder, img: np.ndarray, refiner=None) -> dict:
     """EARs of the largest face; ``refiner`` (an ``eyes.EyeRefiner``) gives the eye model's EAR."""
-    from .blink import ear_from_points, eye_ears
+    from .eye_signals import ear_from_points, mesh_ears as eye_ears
 
     finder.reset()  # each image stands alone: no tracking across files
     view = finder.process(img)

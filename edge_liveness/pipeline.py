@@ -1,6 +1,6 @@
 """One frame through every stage, top to bottom, each stage timed.
 
-    frame -> find face (detector / tracked landmarks) -> eyes (EAR, blink) -> head pose
+    frame -> find face (detector / tracked landmarks) -> head pose -> eyes (signals, blink model)
           -> crop + classify (only while an attempt can use it) -> decide
 
 ``build_pipeline`` loads and checks every model once; a missing or wrong model is one
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_liveness.align import align_crop
-from edge_liveness.blink import BlinkDetector
+from edge_liveness.blink import BlinkDetector, EyeSample, load_blink_model
+from edge_liveness.blink_model import BlinkModel
 from edge_liveness.camera import Frame
 from edge_liveness.config import Settings
 from edge_liveness.eyes import EyeRefiner
@@ -38,6 +39,7 @@ class FrameResult:
     obs: FrameObservation
     outputs: list[Any]  # Decision | Prompt from the engine
     ms: dict[str, float] = field(default_factory=dict)
+    eyes: EyeSample | None = None
     tracked: bool = False
 
     def trace(self, state: str) -> dict[str, Any]:
@@ -62,6 +64,7 @@ class Models:
     detector: FaceDetector
     landmarker: Landmarker
     liveness: LivenessModel
+    blink: BlinkModel | None  # None only while `blinks train` extracts signals for a first model
     eyes: EyeRefiner | None = None  # eyelid contours for blinks; None falls back to the face mesh
 
     @property
@@ -69,12 +72,14 @@ class Models:
         return ModelInfo(name=self.liveness.name, sha256=self.liveness.sha256, threshold=self.liveness.threshold)
 
 
-def load_models(settings: Settings) -> Models:
-    """Load detector, landmarks and liveness models; raise runtime.ModelError (one line) on any problem."""
+def load_models(settings: Settings, blink: bool = True) -> Models:
+    """Load detector, landmarks, eye, blink and liveness models; raise runtime.ModelError (one line)
+    on any problem. ``blink=False`` skips the blink model (signals only, for training one)."""
     liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
     return Models(detector=FaceDetector.from_settings(settings),
                   landmarker=Landmarker.from_settings(settings),
                   liveness=LivenessModel(liveness_path, num_threads=settings.models.num_threads),
+                  blink=load_blink_model(settings) if blink else None,
                   eyes=EyeRefiner.from_settings(settings))
 
 
@@ -83,7 +88,7 @@ class Pipeline:
         self.settings = settings
         self.models = models
         self.finder = FaceFinder(models.detector, models.landmarker, settings.detection)
-        self.blink = BlinkDetector(settings.blink, models.eyes)
+        self.blink = BlinkDetector(settings.blink, models.eyes, models.blink)
         self.motion = HeadMotion(settings.active)
         info = models.info
         if settings.decision.threshold is not None:
@@ -92,6 +97,8 @@ class Pipeline:
         # replay --trace scores every face so a recording can be studied frame by frame; the
         # daemon scores only what an attempt can use.
         self.always_classify = False
+        # `blinks score` reads the eyes on every frame, attempt or not
+        self.always_eyes = False
         self.crop_size = models.liveness.crop_size
         self.crop_margin = models.liveness.crop_margin
 
@@ -104,19 +111,21 @@ class Pipeline:
         ms.update(view.timings)
         lm = view.landmarks
         face_frac = view.face.side / min(frame.image.shape[:2]) if view.face is not None else 0.0
+        self.engine.see_face(view.n_large_faces)
 
-        # 2. eyes: EAR and blinks. The eye-contour model (two ~1.7 ms calls) runs only while an
-        # attempt can use a blink; otherwise the mesh's eyelids are enough to keep EARs flowing.
-        t = clock()
-        precise = self.always_classify or (self.engine.wants_liveness and self.engine.active_mode in BLINK_MODES)
-        eyes = self.blink.update(frame.ts, lm, frame.image if precise else frame.image.shape)
-        ms["eyes"] = (clock() - t) * 1e3
-
-        # 3. head pose and completed head motions
+        # 2. head pose and completed head motions
         t = clock()
         pose = estimate_pose(lm, frame.image.shape) if lm is not None else None
         motions = tuple(self.motion.update(frame.ts, pose))
         ms["pose"] = (clock() - t) * 1e3
+
+        # 3. eyes: lid signals and blinks. The eye-contour model (two ~1.7 ms calls) runs only while
+        # an attempt can use a blink (or the caller asked for every frame, as `blinks score` does);
+        # otherwise the mesh's eyelids keep the signals flowing.
+        t = clock()
+        precise = self.always_eyes or (self.engine.wants_liveness and self.engine.active_mode in BLINK_MODES)
+        eyes = self.blink.update(frame.ts, lm, frame.image if precise else frame.image.shape, pose)
+        ms["eyes"] = (clock() - t) * 1e3
 
         # 4. passive liveness on the aligned crop, only when an attempt can use it
         p_live = None
@@ -137,7 +146,7 @@ class Pipeline:
             blink=eyes.blink, motions=motions)
         outputs = self.engine.update(obs)
         ms["decide"] = (clock() - t) * 1e3
-        return FrameResult(frame, obs, outputs, ms, tracked=view.tracked)
+        return FrameResult(frame, obs, outputs, ms, tracked=view.tracked, eyes=eyes)
 
     def reset(self) -> None:
         """Forget per-subject state (after a reload or a camera reopen)."""
