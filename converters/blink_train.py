@@ -122,7 +122,8 @@ def windows(clip: Clip, baseline_s: float) -> tuple[np.ndarray, np.ndarray, np.n
 def hard_negatives(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     """What the annotated clips lack, made from their own frames: winks (one eye from a blink, the
     other from open frames), shallow dips (both lids 5-25 % down for 2-5 samples: a squint, a
-    landmark wobble), and slow droops that stay down (looking down)."""
+    landmark wobble), slow half-closures that come back (25-50 % down over 0.25-0.5 s: the lids
+    follow the gaze down and up again, td_real videos), and slow droops that stay down (looking down)."""
     from edge_liveness.blink_window import N_FEATURES, N_SAMPLES
 
     ok = ~np.isnan(x).any(axis=1)
@@ -133,7 +134,7 @@ def hard_negatives(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n: in
     out = []
     t = np.arange(N_SAMPLES)
     for _ in range(n):
-        kind = rng.integers(3)
+        kind = rng.integers(4)
         if kind == 0:
             a = x[rng.choice(pos)].reshape(N_SAMPLES, N_FEATURES).copy()
             b = x[rng.choice(neg)].reshape(N_SAMPLES, N_FEATURES)
@@ -143,6 +144,11 @@ def hard_negatives(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n: in
             a = x[rng.choice(neg)].reshape(N_SAMPLES, N_FEATURES).copy()
             centre, width = rng.uniform(2, N_SAMPLES - 2), rng.uniform(1.0, 2.5)
             dip = rng.uniform(0.05, 0.25) * np.exp(-0.5 * ((t - centre) / width) ** 2)
+            a[:, :4] *= (1 - dip)[:, None]
+        elif kind == 2:
+            a = x[rng.choice(neg)].reshape(N_SAMPLES, N_FEATURES).copy()
+            centre, width = rng.uniform(4, N_SAMPLES - 4), rng.uniform(3.0, 6.0)
+            dip = rng.uniform(0.25, 0.5) * np.exp(-0.5 * ((t - centre) / width) ** 2)
             a[:, :4] *= (1 - dip)[:, None]
         else:
             a = x[rng.choice(neg)].reshape(N_SAMPLES, N_FEATURES).copy()

@@ -40,9 +40,11 @@ __all__ = ["BlinkDetector", "EyeSample", "ear_from_points", "MAX_EYE_SPEED", "lo
 
 MAX_EYE_SPEED = 18.0
 OPEN_LEVEL = 0.85  # both eyes' EAR at >= this x their open level = the eyes are open
-SPEED_MEMORY_S = 1.5
+BOTH_CLOSED = 0.8  # during a blink each eye's EAR falls to <= this x its open level
+MIN_DIP = 0.15  # ... and the lids are higher, by this x the open level, before and after it
+REOPEN_WITHIN_S = 0.25  # "after": this soon after the run
+HISTORY_MARGIN_S = 1.0
 MERGE_GAP_S = 0.1  # below-threshold moments shorter than this inside a run do not end it
-MIN_EARLY = 5  # frames judged against the later open level before one is trusted on its own
 FLUSH_SAMPLES = 2 * LAG_SAMPLES + 3
 
 
@@ -73,27 +75,19 @@ class BlinkRuns:
 
     def reset(self) -> None:
         self._run: list[float] | None = None  # [start_ts, end_ts] of the judged moments
-        # EARs seen since the eyes came into view, until they are confirmed open: judged against the
-        # open level known when a blink completes, which is better than the level at that early time
-        self._early: list[tuple[float, float, float]] = []
-        self._open_since: float | None = None
-        self._speeds: deque[tuple[float, float]] = deque()  # (frame ts, eye speed), last ~1.5 s
+        # recent frames (ts, ear_left, ear_right, eye speed): the run's moments lag the newest frame,
+        # so the rules look them up here, judged against the open level known when the run ends
+        self._hist: deque[tuple[float, float, float, float]] = deque()
 
     def step(self, judged: float, p: float, s: EyeSignals, level: np.ndarray | None) -> tuple[bool, float, float, float]:
         nan = math.nan
         if not s.visible:
             self._run = None  # the face left or the eyes cannot be resolved: no blink from this run
-            self._early, self._open_since = [], None
-            self._speeds.clear()
+            self._hist.clear()
             return False, 0.0, nan, nan
-        self._speeds.append((s.ts, s.speed))
-        while self._speeds and self._speeds[0][0] < s.ts - SPEED_MEMORY_S:
-            self._speeds.popleft()
-        if self._open_since is None:
-            if is_open(s, level) and len(self._early) >= MIN_EARLY:
-                self._open_since = s.ts
-            else:
-                self._early.append((s.ts, s.ear_left, s.ear_right))
+        self._hist.append((s.ts, s.ear_left, s.ear_right, s.speed))
+        while self._hist and self._hist[0][0] < s.ts - (self.max_closed_s + HISTORY_MARGIN_S):
+            self._hist.popleft()
         if not math.isnan(p) and p >= self.threshold:
             if self._run is None:
                 self._run = [judged, judged]
@@ -105,23 +99,34 @@ class BlinkRuns:
             return False, 0.0, nan, nan
         start, end = self._run
         self._run = None
-        # the eyes' speed over the judged moments (they lag the newest frame), a frame either side
-        fastest = max((v for t, v in self._speeds if start - DT <= t <= end + 2 * DT), default=0.0)
         closed_s = end - start + DT
-        if self._seen_open_before(start, level) and self.min_closed_s <= closed_s <= self.max_closed_s \
-                and fastest <= MAX_EYE_SPEED:
+        if self.min_closed_s <= closed_s <= self.max_closed_s and level is not None and self._looks_like_a_blink(start, end, level):
             return True, closed_s, start, end
         return False, 0.0, nan, nan
 
-    def _seen_open_before(self, start: float, level: np.ndarray | None) -> bool:
-        # a closure already under way when the eyes came into view (a clip that starts mid-blink, a
-        # face that turns back with the eyes shut) is not a blink we saw
-        if self._open_since is not None and self._open_since < start:
-            return True
-        if level is None:
+    def _looks_like_a_blink(self, start: float, end: float, level: np.ndarray) -> bool:
+        rows = [(t, el / level[0], er / level[1], v) for t, el, er, v in self._hist]
+        # at 5-8 fps (webcam clips here) the judged moments fall between frames: "during" and "soon
+        # after" must still hold a frame or two
+        gaps = np.diff([r[0] for r in rows])
+        gap = float(np.median(gaps)) if len(gaps) else DT
+        pad = max(2 * DT, 1.5 * gap)
+        soon = max(REOPEN_WITHIN_S, 2.5 * gap)
+        during = [r for r in rows if start - pad <= r[0] <= end + pad]
+        before = [(r[1] + r[2]) / 2 for r in rows if start - self.max_closed_s <= r[0] < start]
+        after = [(r[1] + r[2]) / 2 for r in rows if end < r[0] <= end + soon]
+        if not during or not before or not after:
             return False
-        return any(t < start and el >= OPEN_LEVEL * level[0] and er >= OPEN_LEVEL * level[1]
-                   for t, el, er in self._early)
+        # both lids came down (a one-eye wink is not a blink)
+        both_closed = max(min(r[1] for r in during), min(r[2] for r in during)) <= BOTH_CLOSED
+        # a dip: the lids were higher within max_closed_s before the run and are higher again soon after
+        # it. A closure already under way when the eyes came into view, eyes kept shut, or lids that
+        # follow the gaze down and stay there, are not blinks we saw.
+        low = min((r[1] + r[2]) / 2 for r in during)
+        dip = max(before) - low >= MIN_DIP and max(after) - low >= MIN_DIP
+        # a jerk of the head blurs the eyes and throws the landmarks off them
+        steady = max(r[3] for r in during) <= MAX_EYE_SPEED
+        return both_closed and dip and steady
 
 
 def is_open(s: EyeSignals, level: np.ndarray | None) -> bool:

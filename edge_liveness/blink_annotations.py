@@ -7,7 +7,7 @@ Two formats:
   opening). The tag's frame numbers count every non-empty AVI chunk, including "repeat the previous
   frame" chunks that FFmpeg skips, so an optional ``<clip>.framemap.csv``
   (``nonempty_index,chunk_bytes,cv2_frame``) maps them to decoded frames. Without it the numbers are
-  taken as 1-based decoded frames.
+  taken as decoded frame indices.
 - ``<video>.blinks.csv``: ``start_frame,end_frame`` (0-based decoded frames, inclusive), one blink
   per row, an optional header; ``#`` lines are comments (say there how the count was made).
 """
@@ -77,7 +77,7 @@ def read_tag(tag: Path, framemap: Path | None = None) -> tuple[list[Blink], set[
             frame, blink_id = int(parts[0]), int(parts[1])
         except (IndexError, ValueError):
             raise AnnotationError(f"{tag}:{n}: expected 'frame:blink_id:...' (eyeblink8 .tag format)") from None
-        decoded = fmap.get(frame, frame) if fmap is not None else frame - 1
+        decoded = fmap.get(frame, frame) if fmap is not None else frame
         if len(parts) > 6 and ("N" in parts[2] or parts[4] == "N" or parts[6] == "N"):
             unusable.add(decoded)
         if blink_id >= 0:

@@ -122,6 +122,19 @@ def totals(scores: list[ClipScore], tolerance: int) -> dict[str, Any]:
     return out
 
 
+def grouped(scores: list[ClipScore], tolerance: int) -> dict[str, dict[str, Any]]:
+    """Totals by person and by condition for clips named ``<person>_<condition>`` (the ZJU layout)."""
+    groups: dict[str, dict[str, list[ClipScore]]] = {"by_person": {}, "by_condition": {}}
+    for sc in scores:
+        stem = Path(sc.name).stem
+        if "_" not in stem:
+            continue
+        person, condition = stem.split("_", 1)
+        groups["by_person"].setdefault(person, []).append(sc)
+        groups["by_condition"].setdefault(condition, []).append(sc)
+    return {k: {g: totals(v, tolerance) for g, v in sorted(d.items())} for k, d in groups.items() if d}
+
+
 def score_all(pipeline, annotations: list[Annotation], root: Path, tolerance: int = DEFAULT_TOLERANCE,
               progress: Callable[[int, int, str], None] | None = None) -> tuple[list[ClipScore], list[ClipRun]]:
     scores, runs = [], []

@@ -48,7 +48,7 @@ def _progress(i: int, n: int, name: str) -> None:
 
 def score(args: argparse.Namespace) -> int:
     from .blink_annotations import AnnotationError, find_annotated
-    from .blink_score import DEFAULT_TOLERANCE, score_all, totals
+    from .blink_score import DEFAULT_TOLERANCE, grouped, score_all, totals
     from .pipeline import build_pipeline
 
     root = Path(args.dir)
@@ -77,7 +77,7 @@ def score(args: argparse.Namespace) -> int:
     scores, _ = score_all(pipeline, annotations, root, tol, _progress)
     report = {"dir": str(root), "model": {"name": pipeline.models.blink.name, "sha256": pipeline.models.blink.sha256,
                                           "threshold": pipeline.blink.threshold},
-              "total": totals(scores, tol), "clips": [s.as_dict() for s in scores]}
+              "total": totals(scores, tol), **grouped(scores, tol), "clips": [s.as_dict() for s in scores]}
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
