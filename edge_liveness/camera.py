@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from edge_liveness.config import CameraConfig
+from edge_liveness.video_devices import device_path, missing_device_message
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ class OpenCVSource:
         return cv2.VideoCapture(s, cv2.CAP_FFMPEG)
 
     def open(self) -> None:
+        node = device_path(self.spec)
+        if node is not None and not node.exists():
+            # Checked before OpenCV, which would only say "can't open camera by index" on its own.
+            raise CameraError(missing_device_message(self.name, node))
         cap = self._open_capture()
         if not cap.isOpened():
             cap.release()
