@@ -157,7 +157,11 @@ class StorageConfig(Section):
     retention_rows: int = Field(100000, ge=100, le=100000000, description="journal rows kept (delivered ones are pruned first)")
     max_pending_rows: int = Field(1000000, ge=100, le=100000000,
                                   description="hard cap on undelivered journal rows; past it the oldest are dropped with an ERROR log")
-    save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true")
+    save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true; "
+                                                 "true keeps each attempt's aligned crops under <state_dir>/attempt_images/")
+    images_per_attempt: int = Field(8, ge=1, le=100, description="crops kept per attempt (spread over it) when save_images")
+    images_keep_attempts: int = Field(500, ge=1, le=1000000, description="attempts whose crops are kept; the oldest go first")
+    images_keep_days: float = Field(30.0, gt=0, le=3650, description="crops older than this are deleted")
 
 
 class LoggingConfig(Section):

@@ -176,6 +176,8 @@ class Daemon:
                             last_status = now
                         continue
                     result = self.pipeline.process(frame)
+                    if self.settings.storage.save_images:
+                        self._keep_images(frame, result)
                     self.face_present = result.obs.n_faces > 0
                     for out in result.outputs:
                         self._emit(out)
@@ -219,6 +221,15 @@ class Daemon:
         return EXIT_OK
 
     # ------------------------------------------------------------ per-frame helpers
+    def _keep_images(self, frame: Any, result: Any) -> None:
+        """storage.save_images: the attempt's crops, filed by its decision, on this device only."""
+        from edge_liveness.attempt_images import AttemptImages
+
+        if getattr(self, "images", None) is None:
+            self.images = AttemptImages.from_settings(self.settings)
+        p = self.pipeline
+        self.images.observe(frame.image, p.finder.last_anchors, p.engine.attempt_id, result.outputs, p.crop_size, p.crop_margin)
+
     def _emit(self, out: Any) -> None:
         payload = self.publisher.submit(out.kind, out.body())
         if out.kind == "decision":
