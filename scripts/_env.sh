@@ -27,22 +27,32 @@ make_venv() {
 }
 
 # The package is installed editable, so code changes need no re-install: only a changed
-# pyproject.toml (dependencies, entry points) or other extras do. The stamp remembers both.
+# pyproject.toml (dependencies, entry points) or extras not installed yet do. The stamp in the venv
+# holds the installed extras and pyproject.toml's hash.
 install_stamp() { echo "$1 $(sha256sum pyproject.toml | cut -d' ' -f1)"; }
 
 pip_install() {
-  local stamp="$VENV/.edge-liveness-installed"
-  if [ -x "$VENV/bin/edge-liveness" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(install_stamp "$1")" ]; then
-    echo "==> edge-liveness already installed in $VENV (pyproject.toml unchanged)"
-    return 0
+  local stamp="$VENV/.edge-liveness-installed" want="$1" have="" hash="" extras
+  if [ -x "$VENV/bin/edge-liveness" ] && [ -f "$stamp" ]; then read -r have hash < "$stamp" || true; fi
+  if [ "$hash" = "$(install_stamp "" | cut -d' ' -f2)" ]; then
+    local lacking=0 e
+    for e in ${want//,/ }; do [[ ",$have," == *",$e,"* ]] || lacking=1; done
+    if [ "$lacking" = 0 ]; then
+      echo "==> edge-liveness already installed in $VENV (pyproject.toml unchanged)"
+      return 0
+    fi
   fi
-  echo "==> pip install -e .[$1]"
-  "$VENV/bin/pip" install -q -e ".[$1]"
-  install_stamp "$1" > "$stamp"
+  # keep what is installed: run.sh after test.sh must not drop the test extras, nor the reverse
+  extras=$(printf '%s\n' "$have" "$want" | tr , '\n' | grep -v '^$' | sort -u | paste -sd, -)
+  [ -n "$hash" ] && [ "$hash" != "$(install_stamp "" | cut -d' ' -f2)" ] && extras=$want
+  echo "==> pip install -e .[$extras]"
+  "$VENV/bin/pip" install -q -e ".[$extras]"
+  install_stamp "$extras" > "$stamp"
 }
 
 fetch_models() {
-  "$VENV/bin/edge-liveness" models fetch
+  # quiet when all is in place: a start prints what matters, not a model inventory
+  "$VENV/bin/edge-liveness" models verify >/dev/null 2>&1 || "$VENV/bin/edge-liveness" models fetch
 }
 
 # The pinned mediapipe wheel the face models come from, kept in a cache (downloaded once): the
