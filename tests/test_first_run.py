@@ -248,3 +248,19 @@ def test_readme_says_how_to_reach_the_commands_and_that_works():
                        cwd=REPO, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == str(venv / "bin" / "edge-liveness")
+
+
+def test_evaluate_progress_in_a_log_is_one_line_per_update(tmp_path, face_models):
+    """`edge-liveness evaluate` with stderr to a pipe (CI, a log file): no "100/801 files200/801 files"."""
+    face = shared_file("faces", "coral_test_data", "face.jpg")
+    for label in ("live", "spoof"):
+        (tmp_path / label).mkdir()
+        for i in range(100):
+            (tmp_path / label / f"{i:03d}.jpg").write_bytes(face.read_bytes())
+    from edge_liveness.liveness import default_model_path
+
+    r = _cli("evaluate", str(default_model_path()), str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stderr.splitlines()
+    assert "100/200 files" in lines and "200/200 files" in lines, r.stderr[-2000:]
+    assert "\r" not in r.stderr
