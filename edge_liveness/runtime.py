@@ -80,11 +80,12 @@ def _native_stderr_filtered():
     """Catch what native code writes to fd 2 meanwhile; pass on everything but the known INFO noise."""
     try:
         sys.stderr.flush()
+        tmp = tempfile.TemporaryFile()  # no writable temp dir: load unfiltered rather than not at all
         saved = os.dup(2)
     except (OSError, ValueError):
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
+    with tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield
