@@ -26,6 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .progress import progress_line
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
@@ -250,12 +252,12 @@ def extract(src: Path, label: str, out: Path, every: int = 1, margin: float = DE
                                                  "recording": recording, "attack_type": atype if label == "spoof" else ""})
                 stats.faces += 1
                 if progress and stats.frames % 50 == 0:
-                    print(f"\r{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face "
-                          f"({time.monotonic() - t0:.0f} s)", end="", file=sys.stderr, flush=True)
+                    progress_line(f"{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face "
+                                  f"({time.monotonic() - t0:.0f} s)")
     finally:
         writer.close()
     if progress:
-        print(f"\r{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face, "
+        print(f"{chr(13) if sys.stderr.isatty() else ''}{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face, "
               f"{len(stats.unreadable)} unreadable, {len(stats.skipped_non_media)} non-media files skipped "
               f"({time.monotonic() - t0:.0f} s)", file=sys.stderr)
     return stats

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import pad_metrics
 from .dataset import DEFAULT_MARGIN, IMAGE_EXT, DatasetError, attack_type_from_path, label_from_path
+from .progress import progress_line
 
 
 class EvaluateError(ValueError):
@@ -128,8 +129,8 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         res.files.append(str(p))
         res.attack_types.append((attack_type_from_path(p.relative_to(data_dir)) or "") if label == "spoof" and data_dir.is_dir() else "")
         if progress and n % 100 == 0:
-            print(f"\r{n}/{len(files)} files", end="", file=sys.stderr, flush=True)
-    if progress and len(files) >= 100:
+            progress_line(f"{n}/{len(files)} files")
+    if progress and len(files) >= 100 and sys.stderr.isatty():
         print(file=sys.stderr)
     return res
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-liveness/edge-liveness.toml")
 ENV_PREFIX = "EDGE_LIVENESS_"
@@ -155,7 +155,11 @@ class StorageConfig(Section):
     retention_rows: int = Field(100000, ge=100, le=100000000, description="journal rows kept (delivered ones are pruned first)")
     max_pending_rows: int = Field(1000000, ge=100, le=100000000,
                                   description="hard cap on undelivered journal rows; past it the oldest are dropped with an ERROR log")
-    save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true")
+    save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true; "
+                                                 "true keeps each attempt's aligned crops under <state_dir>/attempt_images/")
+    images_per_attempt: int = Field(8, ge=1, le=100, description="crops kept per attempt (spread over it) when save_images")
+    images_keep_attempts: int = Field(500, ge=1, le=1000000, description="attempts whose crops are kept; the oldest go first")
+    images_keep_days: float = Field(30.0, gt=0, le=3650, description="crops older than this are deleted")
 
 
 class LoggingConfig(Section):
@@ -274,7 +278,21 @@ class ConfigError(ValueError):
 _OP = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
+def env_var_for(loc: tuple | list) -> str | None:
+    """The environment variable that set the value at ``loc``, if one did (env beats the file)."""
+    parts = [str(p) for p in loc]
+    wanted = [ENV_PREFIX + "__".join(parts[:n]).upper() for n in range(len(parts), 0, -1)]
+    present = {k.upper(): k for k in os.environ if k.upper().startswith(ENV_PREFIX)}
+    return next((present[w] for w in wanted if w in present), None)
+
+
 def _problem_line(err: dict) -> str:
+    line = _problem_text(err)
+    var = env_var_for(err.get("loc", ()))
+    return f"{line} (from environment variable {var})" if var else line
+
+
+def _problem_text(err: dict) -> str:
     loc = ".".join(str(p) for p in err.get("loc", ())) or "(config)"
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
@@ -313,9 +331,24 @@ def load_settings(path: str | Path | None = None, secrets_dir: str | Path | None
         raise ConfigError([str(e)]) from None
     except ValidationError as e:
         raise ConfigError([_problem_line(err) for err in e.errors()]) from None
+    except SettingsError as e:
+        raise ConfigError([_env_parse_problem(e)]) from None
     finally:
         _config_file.reset(t1)
         _secrets_dir.reset(t2)
+
+
+def _env_parse_problem(e: SettingsError) -> str:
+    """pydantic-settings names the field but not the variable; a whole section must be JSON."""
+    import re
+
+    m = re.search(r'field "([^"]+)"', str(e))
+    section = m.group(1) if m else ""
+    var = env_var_for((section,)) if section else None
+    if var is None:
+        return f"environment: {e}"
+    return (f"{var}: not a JSON object (a whole section in one variable must be JSON, e.g. {var}='{{\"fps\": 15}}'; "
+            f"or set one key: {var}__FPS=15)")
 
 
 def masked_dict(settings: Settings) -> dict[str, Any]:

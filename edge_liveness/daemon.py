@@ -71,6 +71,7 @@ class Daemon:
         self.camera_state = "opening"
         self.camera_restart = False
         self.face_present = False
+        self.frames = 0  # processed since start: `status` exits non-zero while it is 0 (a door without a camera)
         self._counted: dict[str, int] = {}
 
     # ------------------------------------------------------------ set-up
@@ -175,10 +176,13 @@ class Daemon:
                             last_status = now
                         continue
                     result = self.pipeline.process(frame)
+                    if self.settings.storage.save_images:
+                        self._keep_images(frame, result)
                     self.face_present = result.obs.n_faces > 0
                     for out in result.outputs:
                         self._emit(out)
                     self.rate.tick(now)
+                    self.frames += 1
                     self.metrics.frame(result.ms)
                     if not ready:
                         self.notifier.ready()
@@ -206,7 +210,8 @@ class Daemon:
             # The source ended (a replay file without loop).
             if self.exit_at_end:
                 break
-            log.info("replay source ended; waiting (no frames: the watchdog stops)")
+            log.info("replay source ended; waiting (no frames: the watchdog stops); "
+                     "run with --exit-at-end to exit when a recording ends")
             self.notifier.status("source ended")
             self.stop.wait(1.0)
             while not self.stop.is_set():
@@ -216,6 +221,15 @@ class Daemon:
         return EXIT_OK
 
     # ------------------------------------------------------------ per-frame helpers
+    def _keep_images(self, frame: Any, result: Any) -> None:
+        """storage.save_images: the attempt's crops, filed by its decision, on this device only."""
+        from edge_liveness.attempt_images import AttemptImages
+
+        if getattr(self, "images", None) is None:
+            self.images = AttemptImages.from_settings(self.settings)
+        p = self.pipeline
+        self.images.observe(frame.image, p.finder.last_anchors, p.engine.attempt_id, result.outputs, p.crop_size, p.crop_margin)
+
     def _emit(self, out: Any) -> None:
         payload = self.publisher.submit(out.kind, out.body())
         if out.kind == "decision":
@@ -288,7 +302,7 @@ class Daemon:
                              f"broker {'up' if connected else 'down'}, backlog {backlog}")
         li = self.pipeline.models.liveness
         state = {"state": engine.state, "fps": round(fps, 1), "active_mode": engine.active_mode,
-                 "camera": self.camera_state, "face_present": self.face_present, "broker_connected": connected, "backlog": backlog,
+                 "camera": self.camera_state, "face_present": self.face_present, "broker_connected": connected, "backlog": backlog, "frames": self.frames,
                  "last_decision": self.last_decision, "model": {"name": li.name, "sha256": li.sha256},
                  "storage_problem": getattr(self.outbox, "problem", None)}
         self.status.update({k: v for k, v in state.items() if k != "face_present"})  # not a status-file field

@@ -34,6 +34,10 @@ def parse_since(text: str, now: float | None = None) -> float:
                          f"or a date like 2024-05-01T08:00") from None
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="only events journaled since: 30m, 2h, 7d, unix seconds or ISO date/time")
     parser.add_argument("--config", help="config file (for storage.state_dir)")
@@ -59,6 +63,9 @@ def _fmt(t: float | None) -> str:
 def main(args: argparse.Namespace) -> int:
     from edge_liveness.config import ConfigError
 
+    if args.limit is not None and args.limit < 1:
+        print(f"edge-liveness events: --limit {args.limit}: give a whole number of events, 1 or more", file=sys.stderr)
+        return 2
     try:
         since = parse_since(args.since) if args.since else None
         path = _db_path(args)
@@ -100,5 +107,5 @@ def main(args: argparse.Namespace) -> int:
             print(f"{seq:>14}  {_fmt(created):19}  {kind:8}  {result:6}  {reason[:18]:18}  {state}")
     if not args.json:
         pending = sum(1 for r in rows if r[3] is None)
-        print(f"{len(rows)} events, {pending} pending", file=sys.stderr)
+        print(f"{_plural(len(rows), 'event')}, {pending} pending", file=sys.stderr)
     return 0

@@ -7,7 +7,11 @@ fails inside ``Interpreter()``, so importing is not proof enough.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -67,6 +71,33 @@ def check_tflite_file(path: Path) -> bytes:
     return data
 
 
+# Printed by the TFLite C++ runtime straight to fd 2 on every start; no Python-side switch hides it.
+_NATIVE_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered():
+    """Catch what native code writes to fd 2 meanwhile; pass on everything but the known INFO noise."""
+    try:
+        sys.stderr.flush()
+        tmp = tempfile.TemporaryFile()  # no writable temp dir: load unfiltered rather than not at all
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines():
+                if line.strip() and line.strip() not in _NATIVE_NOISE:
+                    print(line, file=sys.stderr)
+
+
 def make_interpreter(model: bytes, num_threads: int = 1, prefer: str | None = None,
                      path: Path | None = None) -> tuple[Any, str]:
     """Build an interpreter from the first runtime that works; return it with the runtime's name."""
@@ -77,8 +108,9 @@ def make_interpreter(model: bytes, num_threads: int = 1, prefer: str | None = No
             continue
         try:
             cls = get()
-            interp = cls(model_content=model, num_threads=max(1, int(num_threads)))
-            interp.allocate_tensors()
+            with _native_stderr_filtered():
+                interp = cls(model_content=model, num_threads=max(1, int(num_threads)))
+                interp.allocate_tensors()
             return interp, name
         except ImportError as e:
             errors.append(f"{name}: not installed ({e.name or e})")

@@ -4,6 +4,11 @@ The daemon keeps ``<state_dir>/status.json`` current (at most about once a secon
 directory is on an SD card). The file holds health only, never an image or a face crop.
 ``edge-liveness status`` reads it and says plainly when the daemon is not running: the pid is gone,
 the daemon wrote ``state = "stopped"``, or the file has not been refreshed for ``stale_after_s``.
+
+Exit codes (documented in docs/service.md), so that a monitor can tell the cases apart:
+0 running and frames arrive; 1 running but the camera has never delivered a frame (a door without a
+camera); 2 bad config; 3 not running, stopped or hung (LSB "not running"); 4 the status file is
+unreadable or not what the daemon writes (LSB "unknown").
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ log = logging.getLogger(__name__)
 FILENAME = "status.json"
 DEFAULT_STALE_AFTER_S = 15.0
 # Exit codes of `status` (LSB-style: 3 = not running).
-EXIT_OK, EXIT_CONFIG, EXIT_NOT_RUNNING = 0, 2, 3
+EXIT_OK, EXIT_NO_FRAMES, EXIT_CONFIG, EXIT_NOT_RUNNING, EXIT_UNKNOWN = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -48,6 +53,7 @@ class DaemonStatus:
     mode: str = ""  # active check mode (settings.active.mode)
     camera: str = ""  # e.g. "ok", "reopening", "stalled"
     storage_problem: str = ""  # empty when the journal is healthy
+    frames: int | None = None  # frames processed since start; None when the writer does not count them
     message: str = ""  # free text, e.g. "reload failed: ..."
     pid: int = field(default_factory=os.getpid)
     updated_at: float = 0.0  # wall clock
@@ -93,7 +99,10 @@ class StatusFile:
 
     def set_state(self, state: str, message: str | None = None) -> bool:
         """State changes (ready, reloading, stopping, stopped) are written at once, not throttled."""
-        self._merge({"state": state} if message is None else {"state": state, "message": message})
+        fields: dict[str, Any] = {"state": state} if message is None else {"state": state, "message": message}
+        if state == "stopped":
+            fields["broker_connected"] = False  # the link closed with the process: never show it "connected"
+        self._merge(fields)
         return self.write()
 
     def _merge(self, fields: dict[str, Any]) -> None:
@@ -146,9 +155,14 @@ class StatusFile:
 @dataclass
 class Health:
     running: bool
-    reason: str  # why not running (empty when running)
+    reason: str  # why not running, or why running is not healthy (empty when all is well)
     age_s: float | None  # seconds since the last write
     data: dict[str, Any] | None
+    code: int = -1  # exit code of `status`; derived from running when not given
+
+    def __post_init__(self) -> None:
+        if self.code < 0:
+            self.code = EXIT_OK if self.running else EXIT_NOT_RUNNING
 
 
 def pid_alive(pid: int) -> bool:
@@ -181,7 +195,8 @@ def assess(path: str | Path, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> He
     except PermissionError:
         return Health(False, f"{path}: permission denied (the service's state is root-only: run with sudo)", None, None)
     except (OSError, ValueError) as e:
-        return Health(False, f"{path}: unreadable status file ({e})", None, None)
+        return Health(False, f"{path}: unreadable status file ({_one_line(e)}): the daemon rewrites it within a "
+                             f"second while it runs; if it stays so, delete it and restart the daemon", None, None, EXIT_UNKNOWN)
     age = _age(data)
     pid = data.get("pid")
     if data.get("state") == "stopped":
@@ -191,7 +206,15 @@ def assess(path: str | Path, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> He
     if age is None or age > stale_after_s:
         shown = "unknown" if age is None else f"{age:.0f} s"
         return Health(False, f"status not updated for {shown} (the daemon is hung or stalled)", age, data)
+    if data.get("frames") == 0:
+        cam = data.get("camera") or "?"
+        return Health(True, f"the camera has not delivered a single frame since the daemon started (camera: {cam}); "
+                            f"check camera.source and the daemon's log", age, data, EXIT_NO_FRAMES)
     return Health(True, "", age, data)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _age(data: dict[str, Any]) -> float | None:
@@ -217,6 +240,8 @@ def format_human(h: Health) -> str:
     lines = []
     if h.running:
         lines.append(f"edge-liveness: running, {d.get('state', '?')} (pid {d.get('pid')}, updated {_ago(h.age_s or 0.0)})")
+        if h.reason:
+            lines.append(f"  NO FRAMES: {h.reason}")
     else:
         lines.append(f"edge-liveness: NOT RUNNING: {h.reason}")
         if d:
@@ -227,7 +252,10 @@ def format_human(h: Health) -> str:
     lines.append(f"  mode:     {d.get('mode') or '?'}")
     sha = d.get("model_sha256") or ""
     lines.append(f"  model:    {d.get('model_name') or '?'}" + (f" (sha256 {sha[:12]}...)" if sha else ""))
-    broker = "connected" if d.get("broker_connected") else "DISCONNECTED"
+    if h.running:
+        broker = "connected" if d.get("broker_connected") else "DISCONNECTED"
+    else:
+        broker = "not connected (the daemon is not running)"
     lines.append(f"  broker:   {broker}, backlog {d.get('backlog', 0)} event(s) not yet delivered")
     lines.append(f"  storage:  {d.get('storage_problem') or 'ok'}")
     ld = d.get("last_decision")
@@ -261,8 +289,10 @@ def main(args: argparse.Namespace) -> int:
     h = assess(settings.state_path / FILENAME, args.stale_after)
     if args.json:
         out = {"running": h.running, "reason": h.reason, "age_s": None if h.age_s is None else round(h.age_s, 3),
-               "status": h.data}
+               "status": h.data, "exit_code": h.code}
         print(json.dumps(out, indent=1, sort_keys=True))
+    elif h.code == EXIT_UNKNOWN:
+        print(f"edge-liveness status: {h.reason}", file=sys.stderr)
     else:
         print(format_human(h))
-    return EXIT_OK if h.running else EXIT_NOT_RUNNING
+    return h.code

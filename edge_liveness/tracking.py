@@ -63,6 +63,11 @@ class FaceFinder:
     def from_settings(cls, settings) -> "FaceFinder":
         return cls(FaceDetector.from_settings(settings), Landmarker.from_settings(settings), settings.detection)
 
+    @property
+    def last_anchors(self) -> FaceAnchors | None:
+        """The mesh anchors of the face in the last processed frame (the ones its liveness crop used)."""
+        return self._prev
+
     def reset(self) -> None:
         self._prev: FaceAnchors | None = None
         self._since_detect = 0

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/run.sh and scripts/test.sh: system packages, the venv, the package, face models.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -25,11 +26,46 @@ make_venv() {
   fi
 }
 
+# The package is installed editable, so code changes need no re-install: only a changed
+# pyproject.toml (dependencies, entry points) or extras not installed yet do. The stamp in the venv
+# holds the installed extras and pyproject.toml's hash.
+install_stamp() { echo "$1 $(sha256sum pyproject.toml | cut -d' ' -f1)"; }
+
 pip_install() {
-  echo "==> pip install -e .[$1]"
-  "$VENV/bin/pip" install -q -e ".[$1]"
+  local stamp="$VENV/.edge-liveness-installed" want="$1" have="" hash="" extras
+  if [ -x "$VENV/bin/edge-liveness" ] && [ -f "$stamp" ]; then read -r have hash < "$stamp" || true; fi
+  if [ "$hash" = "$(install_stamp "" | cut -d' ' -f2)" ]; then
+    local lacking=0 e
+    for e in ${want//,/ }; do [[ ",$have," == *",$e,"* ]] || lacking=1; done
+    if [ "$lacking" = 0 ]; then
+      echo "==> edge-liveness already installed in $VENV (pyproject.toml unchanged)"
+      return 0
+    fi
+  fi
+  # keep what is installed: run.sh after test.sh must not drop the test extras, nor the reverse
+  extras=$(printf '%s\n' "$have" "$want" | tr , '\n' | grep -v '^$' | sort -u | paste -sd, -)
+  [ -n "$hash" ] && [ "$hash" != "$(install_stamp "" | cut -d' ' -f2)" ] && extras=$want
+  echo "==> pip install -e .[$extras]"
+  "$VENV/bin/pip" install -q -e ".[$extras]"
+  install_stamp "$extras" > "$stamp"
 }
 
 fetch_models() {
-  "$VENV/bin/edge-liveness" models fetch
+  # quiet when all is in place: a start prints what matters, not a model inventory
+  "$VENV/bin/edge-liveness" models verify >/dev/null 2>&1 || "$VENV/bin/edge-liveness" models fetch
+}
+
+# The pinned mediapipe wheel the face models come from, kept in a cache (downloaded once): the
+# tests of `models fetch` install from it, and the fetch itself then needs no second download.
+fetch_model_wheel() {
+  local dir=${EDGE_LIVENESS_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-liveness/wheels} name pip_args
+  name=$("$VENV/bin/python" -c 'from edge_liveness.modelstore import WHEEL_NAME; print(WHEEL_NAME)')
+  if [ ! -f "$dir/$name" ]; then
+    echo "==> download $name into $dir"
+    pip_args=$("$VENV/bin/python" -c 'from edge_liveness.modelstore import PIP_ARGS; print(" ".join(PIP_ARGS))')
+    # shellcheck disable=SC2086  # PIP_ARGS is a list of plain words
+    "$VENV/bin/python" -m pip $pip_args -q -d "$dir"
+  fi
+  export EDGE_LIVENESS_MODEL_WHEEL="$dir/$name"
+  "$VENV/bin/edge-liveness" models fetch --from "$EDGE_LIVENESS_MODEL_WHEEL"
 }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 
 import pytest
 
-LOCAL_WHEEL_DIR = Path("/tmp/wheels")
+# scripts/test.sh keeps the pinned wheel here (fetch_model_wheel in scripts/_env.sh) and exports its path
+LOCAL_WHEEL_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-liveness" / "wheels"
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +21,7 @@ def face_models() -> Path:
 
     store = ModelStore.from_settings(load_settings())
     if not all(s.ok for s in store.states()):
-        wheel = LOCAL_WHEEL_DIR / WHEEL_NAME
+        wheel = Path(os.environ.get("EDGE_LIVENESS_MODEL_WHEEL") or LOCAL_WHEEL_DIR / WHEEL_NAME)
         if not wheel.is_file():
             pytest.fail(f"face models missing or altered in {store.dir}: run `edge-liveness models fetch` before the tests")
         try:

