@@ -85,12 +85,13 @@ def next_command_seq() -> int:
         return _cmd_seq
 
 
-def command(name: str, device_id: str, key: bytes, seq: int | None = None, ts: float | None = None,
+def command(name: str, device_id: str, key: bytes, /, seq: int | None = None, ts: float | None = None,
             **args: Any) -> dict[str, Any]:
-    """A signed command for ``<prefix>/<device_id>/set/<name>`` (canonical form version 1): the
-    arguments plus ``type``, ``command``, ``device_id``, ``seq`` and ``ts``, then ``sig``."""
+    """A signed command for ``<prefix>/<device_id>/set/<name>`` (canonical form version 1): ``type``,
+    ``command``, ``device_id``, ``seq`` and ``ts``, then the arguments, then ``sig``."""
     body = {"type": COMMAND_TYPE, "command": name, "device_id": device_id,
-            "seq": next_command_seq() if seq is None else seq, "ts": time.time() if ts is None else ts, **args}
+            "seq": next_command_seq() if seq is None else seq, "ts": time.time() if ts is None else ts}
+    body.update({k: v for k, v in args.items() if k not in body})
     return sign(body, key)
 
 
