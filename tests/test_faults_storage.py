@@ -264,8 +264,8 @@ def _fallback_lines(path: Path) -> list[dict]:
 
 def test_unjournaled_decisions_survive_a_stop_in_the_runtime_directory(small_fs, mosquitto_broker, tmp_path,
                                                                       face_models):
-    """Journal read-only mid-run: decisions live in memory and in $RUNTIME_DIRECTORY; SIGTERM says
-    where they were kept; the next start journals them."""
+    """Journal unwritable mid-run (disk full): decisions live in memory and in $RUNTIME_DIRECTORY;
+    SIGTERM says where they were kept; the next start journals them."""
     b = mosquitto_broker
     state = small_fs / "state"
     runtime = tmp_path / "run"  # another file system, as systemd's RuntimeDirectory= is
@@ -275,9 +275,9 @@ def test_unjournaled_decisions_survive_a_stop_in_the_runtime_directory(small_fs,
         d.wait_ready()
         d.wait_decisions(2)
         wait_until(lambda: len(journal_rows(state)) >= 2, 10, "decisions journaled")
-        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
         t_ro = time.monotonic()
-        d.wait_log(r"ERROR .*read-only", timeout=60, since=t_ro)
+        filler = _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_ro)
         n = len(d.decisions())
         d.wait_decisions(n + 3)
         assert d.stop() == 0
@@ -288,8 +288,8 @@ def test_unjournaled_decisions_survive_a_stop_in_the_runtime_directory(small_fs,
         assert unjournaled and unjournaled <= kept, (unjournaled, kept, line)
     finally:
         d.close()
-    # Writable again: the next start journals what the last run kept.
-    subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+    # Space again: the next start journals what the last run kept.
+    filler.unlink()
     d2 = DaemonProc(tmp_path, env, name="second")
     try:
         d2.wait_log(r"journaled \d+ events kept in .*unjournaled\.jsonl", timeout=120)
@@ -309,9 +309,9 @@ def test_unjournaled_decisions_without_a_runtime_directory_are_counted_at_stop(s
     try:
         d.wait_ready()
         d.wait_decisions(1)
-        subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
         t_ro = time.monotonic()
-        d.wait_log(r"ERROR .*read-only", timeout=60, since=t_ro)
+        _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_ro)
         n = len(d.decisions())
         d.wait_decisions(n + 2)
         assert d.stop() == 0
@@ -324,4 +324,3 @@ def test_unjournaled_decisions_without_a_runtime_directory_are_counted_at_stop(s
         assert lo <= min(after) and max(after) <= hi, (line, after)
     finally:
         d.close()
-        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], capture_output=True)
