@@ -324,3 +324,28 @@ def test_unjournaled_decisions_without_a_runtime_directory_are_counted_at_stop(s
         assert lo <= min(after) and max(after) <= hi, (line, after)
     finally:
         d.close()
+
+
+def test_broker_drop_while_the_journal_is_full_says_events_wait_in_memory(small_fs, mosquitto_broker, tmp_path,
+                                                                          face_models):
+    b = mosquitto_broker
+    state = small_fs / "state"
+    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    try:
+        d.wait_ready()
+        d.wait_log(r"connected to 127\.0\.0\.1", timeout=30)
+        d.wait_decisions(1)
+        t_full = time.monotonic()
+        filler = _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_full)
+        t_drop = time.monotonic()
+        b.stop()
+        line = d.wait_log(r"connection to .* lost", timeout=30, since=t_drop)
+        assert "events wait in memory (the journal is unavailable)" in line and "in the journal" not in line, line
+        assert "Unspecified error" not in line
+        filler.unlink()
+        b.start()
+        d.wait_log(r"connected to .*\(reconnect \d+\)", timeout=30, since=t_drop)
+        assert d.stop() == 0
+    finally:
+        d.close()
