@@ -349,3 +349,37 @@ def test_broker_drop_while_the_journal_is_full_says_events_wait_in_memory(small_
         assert d.stop() == 0
     finally:
         d.close()
+
+
+def test_unjournaled_decisions_survive_a_kill_in_the_runtime_directory(small_fs, mosquitto_broker, tmp_path,
+                                                                      face_models):
+    """kill -9 leaves no chance to say anything: what the runtime directory got as each decision was
+    made is all there is, and the next start journals it."""
+    b = mosquitto_broker
+    state = small_fs / "state"
+    runtime = tmp_path / "run"
+    env = {**base_env(state, _video(), b.port), "RUNTIME_DIRECTORY": str(runtime)}
+    d = DaemonProc(tmp_path, env)
+    try:
+        d.wait_ready()
+        d.wait_decisions(1)
+        t_full = time.monotonic()
+        filler = _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_full)
+        n = len(d.decisions())
+        d.wait_decisions(n + 3)
+        d.proc.kill()
+        d.wait_exit(10)
+    finally:
+        d.close()
+    unjournaled = {e["seq"] for e in d.decisions()} - {r[0] for r in journal_rows(state)}
+    kept = {e["seq"] for e in _fallback_lines(runtime / "unjournaled.jsonl") if "seq" in e}
+    assert unjournaled and unjournaled <= kept, (unjournaled, kept)
+    filler.unlink()
+    d2 = DaemonProc(tmp_path, env, name="second")
+    try:
+        d2.wait_log(r"journaled \d+ events kept in .*unjournaled\.jsonl", timeout=120)
+        assert unjournaled <= {r[0] for r in journal_rows(state)}
+        assert d2.stop() == 0
+    finally:
+        d2.close()

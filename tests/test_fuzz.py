@@ -306,3 +306,24 @@ def test_status_any_status_json(content, extra):
         code, out, err = cli(["status", *extra], env={"EDGE_LIVENESS_STORAGE__STATE_DIR": d})
     assert_clean(code, err)
     assert code in (0, 2, 3)
+
+
+@CLI_FAST
+@given(st.lists(st.sampled_from(["--exit-at-end", "--quiet", "--source", "--secrets-dir"]) | safe_text, max_size=4),
+       st.sampled_from(["{bad", "[security]\nsigning_key = 5\n", "[mqtt]\nport = 0\n", "[nosuch]\n",
+                        "[camera]\nwidth = -1\nfps = 'x'\n", "EMPTY_KEY"]))
+def test_run_with_any_arguments_and_a_bad_config_exits_2_before_starting(args, cfg_text):
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "c.toml"
+        secrets = Path(d) / "secrets"
+        secrets.mkdir()
+        if cfg_text == "EMPTY_KEY":
+            (secrets / "signing_key").write_text("")
+            cfg_text = ""
+        cfg.write_text(cfg_text)
+        # The drawn arguments first; the bad config and secrets last, so they are what argparse keeps.
+        argv = ["run", *args, "--config", str(cfg), "--secrets-dir", str(secrets)]
+        code, out, err = cli(argv, env={"EDGE_LIVENESS_STORAGE__STATE_DIR": d, "EDGE_LIVENESS_MQTT__ENABLED": "false"})
+    assert_clean(code, err)
+    assert code == 2, (code, err)
+    assert err.strip()
