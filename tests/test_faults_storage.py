@@ -379,6 +379,7 @@ def test_unjournaled_decisions_survive_a_kill_in_the_runtime_directory(small_fs,
     d2 = DaemonProc(tmp_path, env, name="second")
     try:
         d2.wait_log(r"journaled \d+ events kept in .*unjournaled\.jsonl", timeout=120)
+        d2.wait_ready()
         assert unjournaled <= {r[0] for r in journal_rows(state)}
         assert d2.stop() == 0
     finally:
