@@ -250,3 +250,14 @@ def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
         text = "\n".join(e.problems)
     assert "1234567890123" not in text and "hunter2" not in text
     assert "security.signing_key" in text and "mqtt.password" in text
+
+
+def test_verify_config_finds_the_key_run_created_in_the_state_dir(tmp_path):
+    state = tmp_path / "state"
+    key, _ = signing.state_key(state)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\nstate_dir = "{state}"\n')
+    p = signing.sign({"type": "decision", "device_id": "door-1", "seq": 3, "ts": time.time()}, key)
+    out = subprocess.run([sys.executable, "-m", "edge_liveness", "verify", "--config", str(cfg)],
+                         input=(signing.dumps(p) + "\n").encode(), capture_output=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True, out.stderr
