@@ -2,10 +2,12 @@
 
 Only a command that passes every check reaches the daemon's handler ``handler(name, args) -> dict``.
 Each rejection is logged as one line and answered as ``{"ok": false, "error": "..."}`` (the link
-publishes the answer on ``set/<name>/result``). When a signing key is configured, commands must be
-signed exactly like events (``seq`` above the last accepted one, ``ts`` within the allowed skew,
-``sig`` = HMAC of the canonical JSON); the last accepted seq is kept in a small file so a captured
-command cannot be replayed after a restart either.
+publishes the answer on ``set/<name>/result``). Commands must be signed like events (``seq`` above
+the last accepted one, ``ts`` within the allowed skew, ``sig`` = HMAC of the canonical JSON) and
+bound to what they do: ``"type": "command"``, ``"command": <name>``, ``"device_id": <this device>``
+are part of the signed body. Unsigned commands pass only with ``security.allow_unsigned_commands``.
+The last accepted seq is kept in a small file so a captured command cannot be replayed after a
+restart either.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_liveness.verify import parse_payload, verify_event
+from edge_liveness.verify import COMMAND_TYPE, parse_payload, verify_event
 
 log = logging.getLogger(__name__)
 
 ACTIVE_MODES = ("off", "blink", "turn", "blink_and_turn", "challenge")
-ENVELOPE_KEYS = ("seq", "ts", "sig", "device_id", "type", "event_id")
+ENVELOPE_KEYS = ("seq", "ts", "sig", "device_id", "type", "event_id", "command")
 COMMANDS = ("active", "attempt", "reload")
 Handler = Callable[[str, dict], dict]
 
@@ -84,9 +86,17 @@ class CommandStats:
 class CommandProcessor:
     def __init__(self, handler: Handler | None, key: bytes | None = None, max_bytes: int = 4096,
                  rate_per_min: int = 30, max_skew_s: float = 300.0, seq_file: Path | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, device_id: str | None = None,
+                 allow_unsigned: bool = False, monotonic: Callable[[], float] = time.monotonic):
         self.handler = handler
         self.key = key or None
+        self.device_id = device_id
+        self.allow_unsigned = allow_unsigned
+        self.monotonic = monotonic
+        # Under a flood a token comes back every 60/rate s; "lifted" only after a quiet spell longer
+        # than that, so the log does not alternate "rate limited"/"lifted" at the refill rate.
+        self.lift_after_s = max(2.0, 60.0 / rate_per_min)
+        self._last_limited: float | None = None
         self.max_bytes = max_bytes
         self.max_skew_s = max_skew_s
         self.bucket = TokenBucket(rate_per_min)
@@ -99,13 +109,19 @@ class CommandProcessor:
         self.last_seq: int | None = self._load_seq()
 
     @classmethod
-    def from_settings(cls, settings: Any, handler: Handler | None) -> "CommandProcessor":
+    def from_settings(cls, settings: Any, handler: Handler | None, key: bytes | None = None) -> "CommandProcessor":
+        """``key``: the daemon's key when it is not in the config (created at first start)."""
         from edge_liveness.signing import key_from_text
 
         m = settings.mqtt
-        return cls(handler, key_from_text(settings.security.signing_key.get_secret_value()),
+        allow = settings.security.allow_unsigned_commands
+        if allow:
+            log.warning("security.allow_unsigned_commands = true: any client of the broker can switch the "
+                        "active check off or start attempts (unsafe; sign commands instead)")
+        return cls(handler, key or key_from_text(settings.security.signing_key.get_secret_value()),
                    max_bytes=m.max_command_bytes, rate_per_min=m.command_rate_per_min,
-                   max_skew_s=settings.security.max_clock_skew_s, seq_file=settings.state_path / "command_seq")
+                   max_skew_s=settings.security.max_clock_skew_s, seq_file=settings.state_path / "command_seq",
+                   device_id=settings.device.id, allow_unsigned=allow)
 
     # ------------------------------------------------------------------ replay state
     def _load_seq(self) -> int | None:
@@ -141,7 +157,21 @@ class CommandProcessor:
             try:
                 return self._handle(name, payload)
             except RecursionError:
-                return self._reject(name, "payload nested too deeply")
+                return self._reject(name, "payload nested too deeply: send a flat JSON object")
+
+    def _check_signed(self, name: str, obj: dict[str, Any]) -> str:
+        """"" when the signed command is good for this name and device, else the reason."""
+        if self.key is None:
+            return "no signing key on this device to check it with"
+        res = verify_event(obj, self.key, self.last_seq, self.max_skew_s, self.clock(), types=(COMMAND_TYPE,))
+        if not res.ok:
+            return res.reason
+        # Both are inside the signed body: a signature made for another command or device fails here.
+        if obj.get("command") != name:
+            return f"signed for command {str(obj.get('command'))[:40]!r}, not {name!r}"
+        if self.device_id is not None and obj.get("device_id") != self.device_id:
+            return f"signed for device {str(obj.get('device_id'))[:64]!r}, not {self.device_id!r}"
+        return ""
 
     def _handle(self, name: str, payload: bytes | str) -> dict[str, Any]:
         size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
@@ -157,27 +187,35 @@ class CommandProcessor:
             if obj is None:
                 return self._reject(name, f"{why}: send a JSON object")
         assert obj is not None
-        if self.key is not None:
-            res = verify_event(obj, self.key, self.last_seq, self.max_skew_s, self.clock())
-            if not res.ok:
-                return self._reject(name, f"signature check failed: {res.reason}")
+        signed = "sig" in obj
+        if not signed and not self.allow_unsigned:
+            return self._reject(name, "unsigned command refused: sign it with the device's signing key "
+                                      "(docs/mqtt.md, Commands)")
+        if signed:
+            problem = self._check_signed(name, obj)
+            if problem:
+                return self._reject(name, f"signature check failed: {problem}")
         # The budget is spent only by commands that passed the signature check, so a flood of
         # forged or unsigned commands cannot lock the real controller out.
+        now = self.monotonic()
         if not self.bucket.take():
             self.stats.rate_limited += 1
             self._limited_since_log += 1
+            self._last_limited = now
             # One WARNING per burst, the rest at DEBUG: a flood must not flood the log too.
             quiet = self._limited_since_log > 1
             return self._reject(name, "rate limited: over mqtt.command_rate_per_min; try again later", quiet)
-        if self._limited_since_log > 1:
-            log.warning("rate limit lifted: %d commands were rejected", self._limited_since_log)
-        self._limited_since_log = 0
+        if self._limited_since_log and self._last_limited is not None \
+                and now - self._last_limited >= self.lift_after_s:
+            if self._limited_since_log > 1:
+                log.warning("rate limit lifted: %d commands were rejected", self._limited_since_log)
+            self._limited_since_log = 0
         args = {k: v for k, v in obj.items() if k not in ENVELOPE_KEYS}
         try:
             args = validate_args(name, args)
         except CommandError as e:
             return self._reject(name, str(e))
-        if self.key is not None:
+        if signed:
             self._save_seq(obj["seq"])
         self.stats.accepted += 1
         log.info("command %s accepted %s", name, args or "")

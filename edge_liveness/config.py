@@ -145,8 +145,19 @@ class MqttConfig(Section):
 
 
 class SecurityConfig(Section):
-    signing_key: SecretStr = Field(SecretStr(""), description="HMAC key for events and commands; from the secrets directory")
+    signing_key: SecretStr = Field(SecretStr(""), description="HMAC key for events and commands; from the secrets directory "
+                                   "(empty: `run` creates one at <storage.state_dir>/signing_key at first start)")
     max_clock_skew_s: float = Field(300.0, gt=0, le=86400)
+    allow_unsigned_commands: bool = Field(False, description="accept commands without a signature (unsafe: any "
+                                          "client of the broker could switch the active check off)")
+
+    @field_validator("signing_key")
+    @classmethod
+    def _not_blank(cls, v: SecretStr) -> SecretStr:
+        text = v.get_secret_value()
+        if text and not text.strip():
+            raise ValueError("is only whitespace: give the key, or leave it unset to have one created")
+        return v
 
 
 class StorageConfig(Section):
@@ -233,7 +244,16 @@ class _SecretsSource(PydanticBaseSettingsSource):
                 section, key = f.name.split("__", 1)
             else:
                 continue
-            out.setdefault(section, {})[key] = f.read_text().rstrip("\r\n")
+            try:
+                value = f.read_text().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigFileError(f"{f}: secret file unreadable ({getattr(e, 'strerror', None) or 'not UTF-8 text'}): "
+                                      f"fix its owner/mode or contents")
+            if (section, key) == ("security", "signing_key") and not value.strip():
+                # An empty key file used to mean "unsigned"; a key that was meant to be there is not.
+                raise ConfigFileError(f"{f}: signing key file is empty: write the key into it (e.g. `head -c 32 "
+                                      f"/dev/urandom | xxd -p -c 64`) or remove the file")
+            out.setdefault(section, {})[key] = value
         return out
 
 
@@ -286,6 +306,14 @@ def env_var_for(loc: tuple | list) -> str | None:
     return next((present[w] for w in wanted if w in present), None)
 
 
+_SECRET_KEYS = {("mqtt", "password"), ("security", "signing_key")}
+
+
+class _Masked:
+    def __repr__(self) -> str:
+        return "(a secret, not shown)"
+
+
 def _problem_line(err: dict) -> str:
     line = _problem_text(err)
     var = env_var_for(err.get("loc", ()))
@@ -297,6 +325,8 @@ def _problem_text(err: dict) -> str:
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
     got = err.get("input")
+    if tuple(str(p) for p in err.get("loc", ()))[:2] in _SECRET_KEYS:
+        got = _Masked()  # a secret of the wrong type must not be echoed into a log
     if kind == "extra_forbidden":
         return f"{loc}: unknown key (check the spelling against config/edge-liveness.toml)"
     if kind in _OP:
@@ -310,7 +340,7 @@ def _problem_text(err: dict) -> str:
         return f"{loc}: must match {ctx.get('pattern')} (got {got!r})"
     if kind == "missing":
         return f"{loc}: required"
-    msg = err.get("msg", "invalid").replace("Input should be", "must be")
+    msg = err.get("msg", "invalid").replace("Input should be", "must be").removeprefix("Value error, ")
     return f"{loc}: {msg} (got {got!r})"
 
 

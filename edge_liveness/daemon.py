@@ -10,18 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import queue
 import signal
 import sys
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from edge_liveness.camera import Camera, CameraError, ReplaySource, open_source
 from edge_liveness.config import ConfigError, Settings, load_settings
 from edge_liveness.logs import kv, setup_logging
 from edge_liveness.runtime import ModelError
+from edge_liveness.signing import KeyFileError
 
 log = logging.getLogger("edge_liveness.daemon")
 
@@ -93,14 +96,37 @@ class Daemon:
         from edge_liveness.publisher import Publisher
 
         s = self.settings
-        self.outbox = Outbox.open(s.state_path / "outbox.db", s.storage)
         key = s.security.signing_key.get_secret_value().encode() or None
         if key is None:
-            log.warning("no signing key configured: events are NOT signed (put one in the secrets directory as signing_key)")
-        self.link = MqttLink(s, on_command=self._on_command) if s.mqtt.enabled else None
-        self.publisher = Publisher(self.outbox, self.link, s.device.id, key)
+            key = self._state_key()
+        self.outbox = Outbox.open(s.state_path / "outbox.db", s.storage)
+        self.link = MqttLink(s, on_command=self._on_command, key=key) if s.mqtt.enabled else None
+        self.publisher = Publisher(self.outbox, self.link, s.device.id, key, fallback_dir=fallback_dir())
+        self.publisher.import_fallback()
         if self.link is not None:
+            self.link.journal_problem = lambda: self.outbox.problem
             self.link.start()
+
+    def _state_key(self) -> bytes:
+        """No key configured: the one kept in the state directory, created at first start."""
+        from edge_liveness.signing import KEY_FILE, state_key
+
+        path = self.settings.state_path / KEY_FILE
+        try:
+            key, created = state_key(self.settings.state_path)
+        except OSError as e:
+            import secrets
+
+            log.error("no signing_key configured and %s cannot be created (%s): events are signed with a key held "
+                      "in memory for this run only (no subscriber can check them) and every command is refused; "
+                      "fix the state directory or put the key in the secrets directory", path, e.strerror or e)
+            return secrets.token_hex(32).encode()
+        if created:
+            log.warning("no signing_key configured: created one at %s (mode 0600); events are signed with it and "
+                        "commands must be: give it to subscribers and command senders", path)
+        else:
+            log.info("signing with the key created at first start: %s", path)
+        return key
 
     def _on_command(self, name: str, args: dict) -> dict:
         """Called from the MQTT thread: hand over to the frame loop and wait for its answer."""
@@ -138,7 +164,7 @@ class Daemon:
 
         try:
             self._start_transport()
-        except MqttError as e:
+        except (MqttError, KeyFileError) as e:
             log.error("%s", e)
             self._shutdown()
             return EXIT_CONFIG
@@ -270,7 +296,7 @@ class Daemon:
             return {"ok": True, "state": engine.state}
         if name == "reload":
             ok, msg = self.reload()
-            return {"ok": ok, "message": msg}
+            return {"ok": True, "message": msg} if ok else {"ok": False, "error": msg}
         return {"ok": False, "error": f"unknown command {name}"}
 
     def _count(self) -> None:
@@ -327,6 +353,11 @@ class Daemon:
             return self._reload_rejected(msg)
         pipeline.engine.active_mode = self.pipeline.engine.active_mode if new.active.mode == self.settings.active.mode \
             else new.active.mode
+        # The attempt in progress belongs to the old models and settings: end it with a decision
+        # (fail, "reload") rather than let it vanish with the old engine.
+        out = self.pipeline.engine.abort("reload")
+        if out is not None:
+            self._emit(out)
         old = self.settings
         self.settings, self.pipeline = new, pipeline
         if new.camera != old.camera:
@@ -370,6 +401,7 @@ class Daemon:
                 self._emit(out)
         if hasattr(self, "publisher"):
             self.publisher.flush(timeout=2.0)
+            self.publisher.keep_unjournaled()
         if getattr(self, "link", None) is not None:
             self.link.stop()
         if hasattr(self, "outbox"):
@@ -377,6 +409,16 @@ class Daemon:
         if hasattr(self, "status"):
             self.status.set_state("stopped")
         log.info("stopped")
+
+
+def fallback_dir() -> Path | None:
+    """Where events the journal could not take are kept: systemd's RuntimeDirectory= (on another file
+    system than the state directory), else $XDG_RUNTIME_DIR/edge-liveness; None when neither is set."""
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "edge-liveness"
+    return None
 
 
 def main(args: argparse.Namespace) -> int:

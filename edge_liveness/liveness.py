@@ -60,6 +60,9 @@ class LivenessModel:
 
     def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise ModelError(f"liveness model {self.path} is a directory, not a .tflite file: set models.liveness to "
+                             f"the model file (its .json manifest beside it) or leave it empty for the shipped one")
         if not self.path.is_file():
             raise ModelError(f"liveness model {self.path} is missing: set models.liveness to a .tflite file or leave it empty for the shipped one")
         self.manifest = read_manifest(self.path)
@@ -85,7 +88,9 @@ class LivenessModel:
         if str(m["color_order"]).upper() not in ("RGB", "BGR"):
             raise ModelError(f"liveness manifest color_order {m['color_order']!r} must be RGB or BGR")
         self._swap = str(m["color_order"]).upper() == "RGB"  # frames are BGR
-        self.model = TFLiteModel(self.path, num_threads=num_threads, name=self.name)
+        self.model = TFLiteModel(self.path, num_threads=num_threads, name=self.name,
+                                 fix="restore it or re-create it with `edge-liveness convert` (`models fetch` fetches "
+                                     "only the face models)")
         spec = self.model.input
         want = (1, self.input_size, self.input_size, 3)
         if tuple(spec.shape) != want:

@@ -101,7 +101,7 @@ def _why_failed(exc: BaseException | None, host: str, port: int) -> tuple[str, s
 
 class MqttLink:
     def __init__(self, settings: Any, on_command: Callable[[str, dict], dict] | None = None,
-                 client_id: str | None = None):
+                 client_id: str | None = None, key: bytes | None = None):
         self.settings = settings
         m = settings.mqtt
         self.cfg = m
@@ -116,7 +116,9 @@ class MqttLink:
         self._last_state: str | None = None
         self._publish_listeners: list[Callable[[int], None]] = []
         self._connect_listeners: list[Callable[[], None]] = []
-        self.commands = CommandProcessor.from_settings(settings, on_command)
+        self.commands = CommandProcessor.from_settings(settings, on_command, key=key)
+        # The daemon sets this so a disconnect says where events wait (journal or memory).
+        self.journal_problem: Callable[[], str | None] | None = None
         self._cmd_queue: queue.Queue[tuple[str, bytes]] = queue.Queue(COMMAND_QUEUE)
         self._cmd_thread: threading.Thread | None = None
 
@@ -248,9 +250,14 @@ class MqttLink:
         self.connected = False
         if self._stopping or not was:
             return
-        self.last_error = f"connection lost ({reason_code})"
-        self._change("lost", logging.WARNING, f"connection to {self.cfg.host}:{self.cfg.port} lost ({reason_code}); "
-                     "reconnecting, events wait in the journal")
+        # paho reports every drop it did not ask for as "Unspecified error" (128): say what it means.
+        why = "the broker closed it or the network dropped" if getattr(reason_code, "value", 128) in (0, 128) \
+            else str(reason_code)
+        self.last_error = f"connection lost ({why})"
+        problem = self.journal_problem() if self.journal_problem is not None else None
+        where = "events wait in memory (the journal is unavailable)" if problem else "events wait in the journal"
+        self._change("lost", logging.WARNING, f"connection to {self.cfg.host}:{self.cfg.port} lost ({why}); "
+                     f"reconnecting, {where}")
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         for cb in self._publish_listeners:

@@ -10,6 +10,13 @@ The journal also holds the ``seq`` counter (table ``meta``) and doubles as the a
 error) the outbox says so through ``healthy``/``problem`` instead of raising: the publisher keeps
 the events in memory and sends them anyway, and ``retry()`` re-opens the file once it is writable.
 A corrupt file is moved aside as ``outbox.db.corrupt-<time>`` and a fresh one started.
+
+The WAL is kept small, so that a state directory of a few MB (a tmpfs, a small partition) can hold
+it and recover once space returns: SQLite's default checkpoints only at a 4 MB WAL, which such a
+file system never reaches, so the WAL grew until the disk was full and stayed so. Here it is
+checkpointed every ``WAL_CHECKPOINT_PAGES`` pages, truncated to ``WAL_SIZE_LIMIT`` afterwards, and
+truncated to zero (``wal_checkpoint(TRUNCATE)``) whenever a write fails and before a re-open is
+trusted.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ CREATE INDEX IF NOT EXISTS events_created ON events(created);
 """
 
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+WAL_CHECKPOINT_PAGES = 32  # ~128 KB with 4 KB pages: a checkpoint every few events
+WAL_SIZE_LIMIT = 128 * 1024  # bytes the WAL file keeps after a checkpoint
 RETRY_EVERY_S = 5.0
 PRUNE_EVERY = 200
 
@@ -152,6 +161,18 @@ class Outbox:
         self._last_try = time.monotonic()
         if getattr(e, "sqlite_errorname", "") in _CORRUPT:
             self._drop_conn()  # retry() will move the file aside
+        else:
+            self._truncate_wal()  # give the space the WAL holds back to the file system
+
+    def _truncate_wal(self) -> bool:
+        """Copy the WAL into the database and cut it to zero bytes; False when that failed too."""
+        if self._conn is None:
+            return False
+        try:
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            return busy == 0
+        except sqlite3.Error:
+            return False
 
     def _drop_conn(self) -> None:
         if self._conn is not None:
@@ -192,8 +213,10 @@ class Outbox:
                 self._drop_conn()
                 self._fail(e)
                 return False
-            if self._problem is not None and not self._probe_write():
-                return False
+            if self._problem is not None:
+                self._truncate_wal()
+                if not self._probe_write():
+                    return False
             if self._problem is not None:
                 log.warning("journal %s writable again", self.path)
             self._problem = None
@@ -222,6 +245,8 @@ class Outbox:
         self._conn = conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         status = conn.execute("PRAGMA quick_check").fetchone()[0]
         if status != "ok":
             raise sqlite3.DatabaseError(f"database disk image is malformed ({status})")

@@ -18,10 +18,13 @@ for a message queued while disconnected even after paho has delivered it.)
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Literal
 
 from edge_liveness import signing
@@ -34,11 +37,17 @@ KINDS = ("decision", "prompt")
 MAX_HANDED = 1000  # events held by paho at once; the rest wait in the journal
 TICK_S = 0.2
 MAX_MEMORY = 10000  # events kept in memory while the journal is unwritable
+FALLBACK_FILE = "unjournaled.jsonl"
 
 
 class Publisher:
-    def __init__(self, outbox: Outbox | None, link: Any | None, device_id: str, key: bytes | None):
+    def __init__(self, outbox: Outbox | None, link: Any | None, device_id: str, key: bytes | None,
+                 fallback_dir: Path | None = None):
         self.outbox = outbox
+        # Events the journal cannot take are also appended here (a tmpfs such as systemd's
+        # RuntimeDirectory=), so a stop or a kill does not lose them; the next start journals them.
+        self.fallback_path = Path(fallback_dir) / FALLBACK_FILE if fallback_dir else None
+        self._fallback_ok = self.fallback_path is not None
         self.link = link
         self.device_id = device_id
         self.key = key or None
@@ -93,6 +102,8 @@ class Publisher:
                 journaled = self.outbox.record(seq, payload["event_id"], kind, payload["ts"], text)
                 if not journaled:
                     self._memory[seq] = (kind, payload["event_id"], text, payload["ts"])
+                    self._fallback_append({"seq": seq, "event_id": payload["event_id"], "kind": kind,
+                                           "ts": payload["ts"], "payload": text})
             if self.link is not None:
                 if journaled and (self._journal_backlog or len(self._handed) >= MAX_HANDED):
                     self._journal_backlog = True  # the worker pages it in behind the older ones
@@ -126,6 +137,91 @@ class Publisher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+
+    # ------------------------------------------------------------------ the fallback file
+    def _fallback_append(self, entry: dict[str, Any]) -> None:
+        if self.fallback_path is None:
+            return
+        try:
+            self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.fallback_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if self._fallback_ok:
+                log.error("cannot keep unjournaled events in %s either (%s)", self.fallback_path, e.strerror or e)
+            self._fallback_ok = False
+
+    def import_fallback(self) -> int:
+        """Journal what an earlier run (or this one) kept in the fallback file, then remove it.
+        Returns the number of events journaled from it."""
+        path = self.fallback_path
+        if path is None or self.outbox is None or not path.is_file() or not self.outbox.healthy:
+            return 0
+        entries: dict[int, dict[str, Any]] = {}
+        delivered: set[int] = set()
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError as e:
+            log.error("cannot read the unjournaled events kept in %s (%s)", path, e.strerror or e)
+            return 0
+        for line in lines:
+            try:
+                e = json.loads(line)
+                if "delivered" in e:
+                    delivered.update(int(s) for s in e["delivered"])
+                else:
+                    entries[int(e["seq"])] = e
+            except (ValueError, TypeError, KeyError):
+                continue  # a line cut by a kill mid-write
+        n = 0
+        for seq, e in sorted(entries.items()):
+            try:
+                ok = self.outbox.record(seq, str(e["event_id"]), str(e["kind"]), float(e["ts"]), str(e["payload"]),
+                                        delivered=seq in delivered)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not ok:
+                return n  # the journal failed again: keep the file for the next try
+            n += 1
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        pending = [s for s in entries if s not in delivered]
+        if n:
+            log.info("journaled %d events kept in %s while the journal was unavailable (%d still to send)",
+                     n, path, len(pending))
+        if pending and self.link is not None:
+            with self._lock:
+                self._journal_backlog = True
+            self._wake.set()
+        return n
+
+    def keep_unjournaled(self) -> None:
+        """At stop: journal what only memory holds if the journal works again; otherwise say where
+        it was kept, or how many events were not kept and their seq range."""
+        if self.outbox is None:
+            return
+        with self._lock:
+            left = sorted(self._memory)
+        if left and self.outbox.retry(force=True):
+            self._journal_memory()
+            with self._lock:
+                left = sorted(self._memory)
+        if not left:
+            return
+        sent = sum(1 for s in left if s in self._acked_memory)
+        what = f"{len(left)} events (seq {left[0]}..{left[-1]}; {sent} of them delivered to the broker)"
+        if self.fallback_path is not None and self._fallback_ok:
+            log.warning("%s could not be journaled: kept in %s, journaled at the next start", what, self.fallback_path)
+        else:
+            where = "no runtime directory (RUNTIME_DIRECTORY)" if self.fallback_path is None else \
+                f"{self.fallback_path} unwritable"
+            log.error("%s could not be journaled and are NOT kept (%s): %s", what, where,
+                      self.outbox.problem or "journal unavailable")
 
     # ------------------------------------------------------------------ internals
     def _drained(self) -> bool:
@@ -188,6 +284,8 @@ class Publisher:
             done = [s for s in self._matched_acks() if self._handed.pop(s, None) is not None]
             mem_done = [s for s in done if s in self._memory]
             self._acked_memory.update(mem_done)
+        if mem_done:
+            self._fallback_append({"delivered": mem_done})
         journal_done = [s for s in done if s not in self._memory]
         if self.outbox is None:
             return
@@ -221,6 +319,10 @@ class Publisher:
             # Those still in flight are now journal rows: mark them when the ack comes.
         if written:
             log.info("journaled %d events that went out while the journal was unavailable", len(written))
+        with self._lock:
+            empty = not self._memory
+        if empty:
+            self.import_fallback()  # what the file holds beyond memory (an earlier run's), then it goes
 
     def _page_in(self) -> None:
         with self._lock:

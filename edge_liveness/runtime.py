@@ -60,14 +60,23 @@ def _candidates() -> list[tuple[str, Callable[[], Any]]]:
     return [("ai-edge-litert", litert), ("tflite-runtime", tflite_runtime), ("tensorflow.lite", tensorflow)]
 
 
-def check_tflite_file(path: Path) -> bytes:
-    """Read a model file and check it is a TFLite flatbuffer; raise ModelError with the fix."""
+FETCH_FIX = "re-fetch it with `edge-liveness models fetch`"
+
+
+def check_tflite_file(path: Path, fix: str = FETCH_FIX) -> bytes:
+    """Read a model file and check it is a TFLite flatbuffer; raise ModelError with the fix
+    (``fix``: what repairs this model; `models fetch` only fetches the face models)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"model file {path} is a directory, not a .tflite file: fix models.* in the config")
     if not path.is_file():
         raise ModelError(f"model file {path} is missing: run `edge-liveness models fetch` or fix models.* in the config")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"model file {path} is not readable ({e.strerror or e}): fix its owner/mode") from None
     if len(data) < 8 or data[4:8] != TFLITE_MAGIC:
-        raise ModelError(f"model file {path} is not a TFLite model (bad header): re-fetch it with `edge-liveness models fetch`")
+        raise ModelError(f"model file {path} is not a TFLite model (bad header): {fix}")
     return data
 
 
@@ -138,10 +147,11 @@ class TFLiteModel:
     conversions in a hot loop.
     """
 
-    def __init__(self, path: str | Path, num_threads: int = 1, name: str | None = None, prefer_runtime: str | None = None):
+    def __init__(self, path: str | Path, num_threads: int = 1, name: str | None = None, prefer_runtime: str | None = None,
+                 fix: str = FETCH_FIX):
         self.path = Path(path)
         self.name = name or self.path.stem
-        data = check_tflite_file(self.path)
+        data = check_tflite_file(self.path, fix)
         self.size_bytes = len(data)
         self.interpreter, self.runtime = make_interpreter(data, num_threads, prefer_runtime, self.path)
         self.num_threads = num_threads

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-import cv2
-import numpy as np
+# FFmpeg's own decoder messages ("[h264 @ 0x...] Invalid NAL unit size") would otherwise flood
+# stderr on a damaged file; the source says what matters in one line. Read at the first capture.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from edge_liveness.config import CameraConfig
 from edge_liveness.video_devices import device_path, missing_device_message
@@ -207,6 +211,10 @@ class ReplaySource:
         self._last_ts = 0.0
         self._t0: float | None = None
         self._undecodable: set[Path] = set()  # logged once each, not on every loop
+        self._announced = 0  # frames the container says it holds (0: unknown)
+        self._file_ts = 0.0  # file timestamp of the last frame read in this pass
+        self._ended_early_said = False
+        self.ended_early: str | None = None  # the one-line message, once the file ended early
 
     def open(self) -> None:
         p = self.path
@@ -229,9 +237,26 @@ class ReplaySource:
                 raise CameraError(f"cannot read video {p}: not a video OpenCV/FFmpeg can decode")
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.fps = fps if 1.0 <= fps <= 240.0 else self.default_fps
+            count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            self._announced = int(count) if count and count > 0 else 0
             self._cap = cap
         self._i = 0
         self._t0 = None
+        self._file_ts = 0.0
+
+    def _check_end(self) -> None:
+        """At the end of a video: say so (once) when it stopped well short of what the container
+        announced. Compared by time, not frame count: WebM/VFR files announce an estimate."""
+        if self._cap is None or not self._announced or self._ended_early_said:
+            return
+        duration = self._announced / self.fps
+        if self._file_ts >= duration - max(0.5, 3.0 / self.fps):
+            return
+        self._ended_early_said = True
+        self.ended_early = (f"replay source {self.path} ended early, at {self._file_ts:.1f} s of {duration:.1f} s: "
+                            f"{self._i} frames read, the container announced {self._announced} (the file is "
+                            f"truncated or corrupt)")
+        log.warning("%s", self.ended_early)
 
     def _next_image(self) -> np.ndarray | None:
         assert self._images is not None
@@ -259,6 +284,10 @@ class ReplaySource:
                 img = img if ok else None
                 pos = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
                 ts_file = pos if pos > 0 else self._i / self.fps
+                if img is None:
+                    self._check_end()
+                else:
+                    self._file_ts = ts_file
             if img is not None:
                 break
             if not self.loop or self._i == 0:

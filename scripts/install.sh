@@ -25,6 +25,7 @@ START=1
 PLATFORM=""
 MODELS_WHEEL=""
 EXTRAS="metrics"
+IP_RESTRICT=1
 
 usage() {
     sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -37,6 +38,7 @@ Options:
   --models-wheel FILE    use an already downloaded mediapipe wheel for the face models (offline install)
   --no-metrics           do not install prometheus-client (health.http must then stay false)
   --no-start             install and enable, but do not (re)start the service
+  --no-ip-restrict       do not write the drop-in that limits the daemon to loopback and its broker
 EOF
 }
 
@@ -59,6 +61,7 @@ while [ $# -gt 0 ]; do
         --purge) PURGE=1 ;;
         --no-start) START=0 ;;
         --no-metrics) EXTRAS="" ;;
+        --no-ip-restrict) IP_RESTRICT=0 ;;
         --platform) [ $# -ge 2 ] || die "--platform needs pi, jetson or generic"; PLATFORM=$2; shift ;;
         --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; PREFIX=$2; shift ;;
         --models-wheel) [ $# -ge 2 ] || die "--models-wheel needs a file"; MODELS_WHEEL=$2; shift ;;
@@ -97,7 +100,7 @@ uninstall() {
     if have_systemd || [ "$DRY_RUN" = 1 ]; then
         run systemctl disable --now "$NAME.service" || true
     fi
-    run rm -f "$UNIT_DIR/$NAME.service"
+    run rm -f "$UNIT_DIR/$NAME.service" "$UNIT_DIR/$NAME.service.d/50-broker-address.conf"
     if have_systemd || [ "$DRY_RUN" = 1 ]; then
         run systemctl daemon-reload
     fi
@@ -224,6 +227,31 @@ install_unit() {
     fi
 }
 
+# IPAddressDeny=any + IPAddressAllow= loopback and the broker from mqtt.host (scripts/broker_dropin.py).
+# Re-written on every run, so re-running after a change of mqtt.host updates it.
+install_ip_dropin() {
+    local dropin="$UNIT_DIR/$NAME.service.d/50-broker-address.conf"
+    if [ "$IP_RESTRICT" = 0 ]; then
+        say "no IP address restriction (--no-ip-restrict)"
+        run rm -f "$dropin"
+        return 0
+    fi
+    say "IP address allow list from mqtt.host: $dropin"
+    run install -d -m 0755 "$UNIT_DIR/$NAME.service.d"
+    if [ "$DRY_RUN" = 1 ]; then
+        echo "+ $VENV/bin/python $SRC/scripts/broker_dropin.py --config $CONF_DIR/$NAME.toml --secrets-dir $CRED_DIR > $dropin"
+        return 0
+    fi
+    local text
+    if text=$("$VENV/bin/python" "$SRC/scripts/broker_dropin.py" --config "$CONF_DIR/$NAME.toml" --secrets-dir "$CRED_DIR"); then
+        printf '%s\n' "$text" >"$dropin"
+        chmod 0644 "$dropin"
+    else
+        say "WARNING: no IP address restriction written (see above); the daemon may reach any address"
+        rm -f "$dropin"
+    fi
+}
+
 start_service() {
     if [ "$DRY_RUN" = 0 ] && ! have_systemd; then
         say "systemd is not running here (container/chroot): unit installed but not enabled"
@@ -257,5 +285,6 @@ make_venv
 install_config
 fetch_models
 install_unit
+install_ip_dropin
 start_service
 say "done"

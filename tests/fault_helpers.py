@@ -65,7 +65,8 @@ def liveness_model_env() -> dict[str, str]:
 
 def clean_env() -> dict[str, str]:
     """This process's environment without anything that would steer the daemon."""
-    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY")
+    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY",
+            "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR")
     return {k: v for k, v in os.environ.items() if not k.startswith("EDGE_LIVENESS_") and k not in drop}
 
 

@@ -65,7 +65,9 @@ def test_broker_absent_at_start_killed_and_restarted(mosquitto_broker, tmp_path,
         t_kill = time.monotonic()
         b.proc.kill()
         b.proc.wait()
-        d.wait_log(r"connection to .* lost .*events wait in the journal", timeout=30, since=t_kill)
+        lost = d.wait_log(r"connection to .* lost \(the broker closed it or the network dropped\); reconnecting, "
+                          r"events wait in the journal", timeout=30, since=t_kill)
+        assert "Unspecified error" not in d.log(), lost
         made_before = len(d.decisions())
         d.wait_decisions(made_before + 2)
         b.start()

@@ -131,3 +131,52 @@ def test_replay_source_missing_fails_at_once_with_one_line(tmp_path, face_models
         assert "Traceback" not in d.log() and not d.notify.times("READY")
     finally:
         d.close()
+
+
+def _damaged_copies(tmp_path):
+    """The real recording cut in half, and with 200 KB zeroed mid-file (both still open)."""
+    data = shared_file("video", "tranvanluyt_real.mp4").read_bytes()
+    cut = tmp_path / "truncated.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    wrecked = bytearray(data)
+    mid = len(wrecked) // 2
+    wrecked[mid: mid + 200_000] = bytes(200_000)
+    bad = tmp_path / "corrupt_mid.mp4"
+    bad.write_bytes(bytes(wrecked))
+    return cut, bad
+
+
+def test_replay_of_a_truncated_or_corrupt_video_says_it_ended_early(tmp_path, face_models):
+    import subprocess
+    import sys
+
+    from fault_helpers import REPO, clean_env
+
+    for path in _damaged_copies(tmp_path):
+        r = subprocess.run([sys.executable, "-m", "edge_liveness", "replay", str(path)], cwd=REPO, env=clean_env(),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        said = [s for s in r.stderr.splitlines() if "ended early" in s]
+        assert len(said) == 1, r.stderr[-2000:]
+        assert re.search(rf"replay source {re.escape(str(path))} ended early, at [\d.]+ s of 20\.7 s: 3\d\d frames read, "
+                         r"the container announced 621 \(the file is truncated or corrupt\)", said[0]), said[0]
+        assert "[h264 @" not in r.stderr, "FFmpeg's own decoder spam must not reach stderr"
+    # The whole file says nothing of the kind.
+    whole = shared_file("video", "tranvanluyt_real.mp4")
+    r = subprocess.run([sys.executable, "-m", "edge_liveness", "replay", str(whole)], cwd=REPO, env=clean_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ended early" not in r.stderr
+
+
+def test_daemon_on_a_truncated_video_says_it_ended_early_once(tmp_path, face_models):
+    cut, _ = _damaged_copies(tmp_path)
+    d = DaemonProc(tmp_path, base_env(tmp_path / "state", cut, None, camera__loop=True, camera__realtime=False))
+    try:
+        d.wait_ready()
+        d.wait_log(r"WARNING .*replay source .*truncated\.mp4 ended early, at [\d.]+ s of 20\.7 s: \d+ frames read, "
+                   r"the container announced 621", timeout=60)
+        time.sleep(3.0)  # several loops
+        assert len([s for s in d.log_lines() if "ended early" in s]) == 1, "said once, not on every loop"
+        assert d.stop() == 0
+    finally:
+        d.close()

@@ -1,7 +1,8 @@
 """Hostile commands over MQTT thrown at the real daemon (signing key configured): bad JSON, unknown
-command, wrong argument types, oversize payloads, bad/missing/replayed/stale signatures, and a
-flood. Each is answered ``{"ok": false, "error": ...}`` on ``set/<name>/result`` and logged in one
-line; the flood is rate-limited with one log line; frames and decisions never stop.
+command, wrong argument types, oversize payloads, bad/missing/replayed/stale signatures, a
+signature made for another command or device, duplicated keys, and a flood. Each is answered
+``{"ok": false, "error": ...}`` on ``set/<name>/result`` and logged in one line; the flood is
+rate-limited with one log line; frames and decisions never stop.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import time
 import pytest
 
 from conftest import shared_file
-from fault_helpers import SIGNING_KEY, DaemonProc, EventSink, base_env, publish, topic_base
+from fault_helpers import DEVICE_ID, SIGNING_KEY, DaemonProc, EventSink, base_env, publish, topic_base
 
 pytestmark = pytest.mark.slow
 
 
-def _signed(seq: int, ts: float | None = None, key: str = SIGNING_KEY, **args) -> str:
+def _signed(seq: int, ts: float | None = None, key: str = SIGNING_KEY, name: str = "active", device: str = DEVICE_ID,
+            **args) -> str:
     from edge_liveness import signing
 
-    return json.dumps(signing.sign({"seq": seq, "ts": time.time() if ts is None else ts, **args}, key.encode()))
+    return json.dumps(signing.command(name, device, key.encode(), seq=seq, ts=ts, **args))
 
 
 def test_hostile_commands_are_rejected_logged_and_harmless(mosquitto_broker, tmp_path, face_models):
@@ -45,10 +47,14 @@ def test_hostile_commands_are_rejected_logged_and_harmless(mosquitto_broker, tmp
             ("active", b"{not json", "send a JSON object"),
             ("active", b"\xff\xfe\x00garbage", "send a JSON object"),
             ("active", b"[1, 2, 3]", "send a JSON object"),
-            ("selfdestruct", _signed(seq + 1), "unknown command 'selfdestruct'"),
+            ("selfdestruct", _signed(seq + 1, name="selfdestruct"), "unknown command 'selfdestruct'"),
             ("active", _signed(seq + 2, mode=5), "mode must be one of"),
             ("active", _signed(seq + 3, enabled="yes"), "enabled must be true or false"),
-            ("attempt", _signed(seq + 4, now=True), "takes no arguments"),
+            ("attempt", _signed(seq + 4, name="attempt", now=True), "takes no arguments"),
+            # The probe's findings: a signed {} made for attempt sent to reload; another door's.
+            ("reload", _signed(seq + 5, name="attempt"), "signed for command 'attempt', not 'reload'"),
+            ("active", _signed(seq + 6, device="door-other", mode="off"), "signed for device 'door-other'"),
+            ("active", '{"mode":"off",' + _signed(seq + 7, mode="blink")[1:], "duplicate key 'mode'"),
             ("active", oversize, "payload too large"),
             ("active", json.dumps(tampered), "signature check failed: bad signature"),
             ("active", _signed(seq + 70, key="not-the-key", mode="off"), "signature check failed: bad signature"),
@@ -56,7 +62,7 @@ def test_hostile_commands_are_rejected_logged_and_harmless(mosquitto_broker, tmp
             ("active", _signed(seq + 90, ts=time.time() - 3600, mode="off"), "stale"),
             ("active", _signed(seq + 100, ts=time.time() + 3600, mode="off"), "from the future"),
             ("active", _signed(seq - 5, mode="off"), "replay: seq"),
-            ("active", '{"a":' + "[" * 1500 + "]" * 1500 + "}", "recursion depth"),
+            ("active", '{"a":' + "[" * 1500 + "]" * 1500 + "}", "nested too deeply"),
         ]
         for i, (name, payload, error) in enumerate(cases):
             n_before = len(sink.results(name))
@@ -73,7 +79,7 @@ def test_hostile_commands_are_rejected_logged_and_harmless(mosquitto_broker, tmp
         # A flood: answered "rate limited" (or "busy" when the queue is full), logged once, harmless.
         n_dec = len(d.decisions())
         t_flood = time.monotonic()
-        publish(b.host, b.port, [(f"{base}/set/attempt", _signed(seq + 1000 + i)) for i in range(400)])
+        publish(b.host, b.port, [(f"{base}/set/attempt", _signed(seq + 1000 + i, name="attempt")) for i in range(400)])
         # Every command gets an answer, even in a flood.
         assert sink.wait_for(lambda s: len(s.results("attempt")) >= 401, 60), len(sink.results("attempt"))
         flood = sink.results("attempt")[1:]

@@ -193,3 +193,194 @@ def test_ack_that_comes_while_the_disk_is_full_is_marked_when_space_returns(smal
         pub.close()
         link.stop()
         outbox.close()
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 2 MiB tmpfs: the probe's size, where SQLite's default 4 MB WAL checkpoint is never reached."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip() or r.returncode}): run as root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_2mb_state_dir_filled_and_freed_recovers_and_journals_what_went_out(tiny_fs, mosquitto_broker, tmp_path,
+                                                                              face_models):
+    b = mosquitto_broker
+    sink = EventSink(b.host, b.port, topic_base())
+    state = tiny_fs / "state"
+    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    try:
+        d.wait_ready()
+        d.wait_decisions(3)
+        wait_until(lambda: len(journal_rows(state)) >= 3, 10, "decisions journaled")
+        wal = state / "outbox.db-wal"
+        from edge_liveness.outbox import WAL_SIZE_LIMIT
+
+        # The WAL stays bounded in normal running (it used to grow until the 2 MB were gone).
+        d.wait_decisions(len(d.decisions()) + 10, timeout=120)
+        assert wal.stat().st_size <= WAL_SIZE_LIMIT + 64 * 4096, wal.stat().st_size
+
+        t_full = time.monotonic()
+        filler = _fill(tiny_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_full)
+        n_full = len(d.decisions())
+        d.wait_decisions(n_full + 5)
+
+        t_free = time.monotonic()
+        filler.unlink()
+        d.wait_log(r"journal .* writable again", timeout=30, since=t_free)
+        d.wait_log(r"journaled \d+ events that went out while the journal was unavailable", timeout=30, since=t_free)
+        # It stays recovered: more decisions than an unbounded WAL (~30 KB each) could hold in the
+        # 2 MB, no new storage error, no flapping.
+        n_after = len(d.decisions())
+        d.wait_decisions(n_after + 70, timeout=240)
+        after = d.log_lines(t_free)
+        assert not [s for s in after if "ERROR" in s and "outbox.db" in s], [s for s in after if "ERROR" in s]
+        assert sum("writable again" in s for s in after) == 1
+        made = {e["event_id"] for e in d.decisions()}
+        assert sink.wait_for(lambda s: made <= s.decisions().keys(), 30), "decisions lost on the wire"
+        assert d.stop() == 0
+        journaled = {r[1] for r in journal_rows(state)}
+        missing = made - journaled
+        assert not missing, f"{len(missing)} of {len(made)} decisions never reached the audit log"
+        assert "Traceback" not in d.log()
+    finally:
+        d.close()
+        sink.close()
+
+
+def _fallback_lines(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
+
+
+def test_unjournaled_decisions_survive_a_stop_in_the_runtime_directory(small_fs, mosquitto_broker, tmp_path,
+                                                                      face_models):
+    """Journal unwritable mid-run (disk full): decisions live in memory and in $RUNTIME_DIRECTORY;
+    SIGTERM says where they were kept; the next start journals them."""
+    b = mosquitto_broker
+    state = small_fs / "state"
+    runtime = tmp_path / "run"  # another file system, as systemd's RuntimeDirectory= is
+    env = {**base_env(state, _video(), b.port), "RUNTIME_DIRECTORY": str(runtime)}
+    d = DaemonProc(tmp_path, env)
+    try:
+        d.wait_ready()
+        d.wait_decisions(2)
+        wait_until(lambda: len(journal_rows(state)) >= 2, 10, "decisions journaled")
+        t_ro = time.monotonic()
+        filler = _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_ro)
+        n = len(d.decisions())
+        d.wait_decisions(n + 3)
+        assert d.stop() == 0
+        line = d.wait_log(r"WARNING .*events \(seq \d+\.\.\d+; \d+ of them delivered to the broker\) could not be "
+                          r"journaled: kept in .*unjournaled\.jsonl, journaled at the next start", timeout=5)
+        kept = {e["seq"] for e in _fallback_lines(runtime / "unjournaled.jsonl") if "seq" in e}
+        unjournaled = {e["seq"] for e in d.decisions()} - {r[0] for r in journal_rows(state)}
+        assert unjournaled and unjournaled <= kept, (unjournaled, kept, line)
+    finally:
+        d.close()
+    # Space again: the next start journals what the last run kept.
+    filler.unlink()
+    d2 = DaemonProc(tmp_path, env, name="second")
+    try:
+        d2.wait_log(r"journaled \d+ events kept in .*unjournaled\.jsonl", timeout=120)
+        d2.wait_ready()
+        assert unjournaled <= {r[0] for r in journal_rows(state)}
+        assert not (runtime / "unjournaled.jsonl").exists()
+        assert d2.stop() == 0
+    finally:
+        d2.close()
+
+
+def test_unjournaled_decisions_without_a_runtime_directory_are_counted_at_stop(small_fs, mosquitto_broker, tmp_path,
+                                                                              face_models):
+    b = mosquitto_broker
+    env = base_env(small_fs, _video(), b.port)
+    d = DaemonProc(tmp_path, env)  # clean_env() passes neither RUNTIME_DIRECTORY nor XDG_RUNTIME_DIR
+    try:
+        d.wait_ready()
+        d.wait_decisions(1)
+        t_ro = time.monotonic()
+        _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_ro)
+        n = len(d.decisions())
+        d.wait_decisions(n + 2)
+        assert d.stop() == 0
+        line = d.wait_log(r"ERROR .*events \(seq (\d+)\.\.(\d+); \d+ of them delivered to the broker\) could not be "
+                          r"journaled and are NOT kept", timeout=5)
+        import re
+
+        lo, hi = map(int, re.search(r"seq (\d+)\.\.(\d+)", line).groups())
+        after = [e["seq"] for e in d.decisions()[n:]]
+        assert lo <= min(after) and max(after) <= hi, (line, after)
+    finally:
+        d.close()
+
+
+def test_broker_drop_while_the_journal_is_full_says_events_wait_in_memory(small_fs, mosquitto_broker, tmp_path,
+                                                                          face_models):
+    b = mosquitto_broker
+    state = small_fs / "state"
+    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    try:
+        d.wait_ready()
+        d.wait_log(r"connected to 127\.0\.0\.1", timeout=30)
+        d.wait_decisions(1)
+        t_full = time.monotonic()
+        filler = _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_full)
+        t_drop = time.monotonic()
+        b.stop()
+        line = d.wait_log(r"connection to .* lost", timeout=30, since=t_drop)
+        assert "events wait in memory (the journal is unavailable)" in line and "in the journal" not in line, line
+        assert "Unspecified error" not in line
+        filler.unlink()
+        b.start()
+        d.wait_log(r"connected to .*\(reconnect \d+\)", timeout=30, since=t_drop)
+        assert d.stop() == 0
+    finally:
+        d.close()
+
+
+def test_unjournaled_decisions_survive_a_kill_in_the_runtime_directory(small_fs, mosquitto_broker, tmp_path,
+                                                                      face_models):
+    """kill -9 leaves no chance to say anything: what the runtime directory got as each decision was
+    made is all there is, and the next start journals it."""
+    b = mosquitto_broker
+    state = small_fs / "state"
+    runtime = tmp_path / "run"
+    env = {**base_env(state, _video(), b.port), "RUNTIME_DIRECTORY": str(runtime)}
+    d = DaemonProc(tmp_path, env)
+    try:
+        d.wait_ready()
+        d.wait_decisions(1)
+        t_full = time.monotonic()
+        filler = _fill(small_fs)
+        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_full)
+        n = len(d.decisions())
+        d.wait_decisions(n + 3)
+        d.proc.kill()
+        d.wait_exit(10)
+    finally:
+        d.close()
+    unjournaled = {e["seq"] for e in d.decisions()} - {r[0] for r in journal_rows(state)}
+    kept = {e["seq"] for e in _fallback_lines(runtime / "unjournaled.jsonl") if "seq" in e}
+    assert unjournaled and unjournaled <= kept, (unjournaled, kept)
+    filler.unlink()
+    d2 = DaemonProc(tmp_path, env, name="second")
+    try:
+        d2.wait_log(r"journaled \d+ events kept in .*unjournaled\.jsonl", timeout=120)
+        d2.wait_ready()
+        assert unjournaled <= {r[0] for r in journal_rows(state)}
+        assert d2.stop() == 0
+    finally:
+        d2.close()

@@ -136,3 +136,128 @@ def test_published_decision_and_prompt_match_the_schema():
     assert list(v.iter_errors(wrong))
     unknown_action = dict(prompt, actions=["wink"])
     assert list(v.iter_errors(unknown_action))
+
+
+def test_a_duplicated_key_is_refused_at_any_depth_by_verify_and_verifier():
+    # The probe's payload: a signed fail with "result":"pass","reason":"live" inserted in front of
+    # the real fields. Python keeps the last copy (the signed fail), other parsers the first (pass).
+    p = dict(_event(), result="fail", reason="spoof_suspected")
+    p = signing.sign({k: v for k, v in p.items() if k != "sig"}, KEY)
+    wire = signing.dumps(p)
+    assert verify_event(wire, KEY).ok
+    forged = '{"result":"pass","reason":"live",' + wire[1:]
+    assert json.loads(forged)["result"] == "fail"  # why a last-wins parser would call it good
+    r = verify_event(forged, KEY)
+    assert not r.ok and r.reason.startswith("duplicate key 'result'"), r
+    nested = wire.replace('"evidence":{', '"evidence":{"frames":1,', 1)
+    assert "duplicate key 'frames'" in verify_event(nested.encode(), KEY).reason
+    assert Verifier(KEY).check(forged).reason.startswith("duplicate key")
+
+
+def test_a_signed_command_is_not_an_event():
+    cmd = signing.command("attempt", "door-1", KEY, seq=50)
+    r = verify_event(signing.dumps(cmd), KEY)
+    assert not r.ok and r.reason == "wrong type 'command': expected decision or prompt", r
+    assert not Verifier(KEY).check(cmd).ok
+    assert verify_event(cmd, KEY, types=("command",)).ok
+
+
+def test_command_seq_never_repeats_within_a_millisecond():
+    seqs = [signing.command("attempt", "d", KEY)["seq"] for _ in range(2000)]
+    assert len(set(seqs)) == len(seqs) and seqs == sorted(seqs)
+
+
+def test_verifier_state_survives_a_restart_and_is_written_atomically(tmp_path):
+    state = tmp_path / "verify.state"
+    v = Verifier(KEY, state_path=state)
+    assert v.check(_event(seq=10)).ok
+    assert json.loads(state.read_text()) == {"last_seq": {"door-1": 10}}
+    v2 = Verifier(KEY, state_path=state)  # a new process: the replay is still caught
+    r = v2.check(_event(seq=10))
+    assert not r.ok and r.reason.startswith("replay: seq 10 <= last accepted 10")
+    assert v2.check(_event(seq=11)).ok
+    assert [p.name for p in tmp_path.iterdir()] == ["verify.state"], "no temp file left behind"
+    state.write_text("{not json")
+    from edge_liveness.verify import VerifyStateError
+
+    try:
+        Verifier(KEY, state_path=state)
+        raise AssertionError("a corrupt state file must be refused")
+    except VerifyStateError as e:
+        assert "not a verify state file" in str(e) and "\n" not in str(e)
+
+
+def test_verify_cli_state_across_runs(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(KEY + b"\n")
+    state = tmp_path / "seen.json"
+    cmd = [sys.executable, "-m", "edge_liveness", "verify", "--key-file", str(key_file), "--state", str(state)]
+    one = (signing.dumps(_event(seq=5)) + "\n").encode()
+    first = subprocess.run(cmd, input=one, capture_output=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(cmd, input=one, capture_output=True, timeout=60)
+    assert again.returncode == 1 and json.loads(again.stdout)["reason"].startswith("replay")
+    state.write_text("[]")
+    bad = subprocess.run(cmd, input=one, capture_output=True, timeout=60)
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+    assert len(bad.stderr.decode().strip().splitlines()) == 1 and b"not a verify state file" in bad.stderr
+
+
+def test_state_key_is_created_once_with_mode_0600(tmp_path):
+    import os
+    import stat
+
+    key, created = signing.state_key(tmp_path / "state")
+    path = tmp_path / "state" / "signing_key"
+    assert created and len(key) == 64 and bytes.fromhex(key.decode())
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again, created2 = signing.state_key(tmp_path / "state")
+    assert again == key and not created2
+    path.write_text("  \n")
+    try:
+        signing.state_key(tmp_path / "state")
+        raise AssertionError("an empty key file must be refused")
+    except signing.KeyFileError as e:
+        assert "key file is empty" in str(e)
+
+
+def test_empty_or_blank_signing_key_file_is_a_one_line_config_error(tmp_path):
+    from edge_liveness.config import ConfigError, load_settings
+
+    for content in ("", "\n", "   \t \n"):
+        (tmp_path / "signing_key").write_text(content)
+        try:
+            load_settings(secrets_dir=tmp_path)
+            raise AssertionError(f"{content!r} accepted")
+        except ConfigError as e:
+            assert len(e.problems) == 1 and "signing key file is empty" in e.problems[0]
+    (tmp_path / "signing_key").write_text("")
+    out = subprocess.run([sys.executable, "-m", "edge_liveness", "config", "check", "--secrets-dir", str(tmp_path)],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 2 and b"Traceback" not in out.stderr, out.stderr
+    assert b"signing key file is empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
+    from edge_liveness.config import ConfigError, load_settings
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[security]\nsigning_key = 1234567890123\n[mqtt]\npassword = ["hunter2-secret"]\n')
+    try:
+        load_settings(cfg)
+        raise AssertionError("accepted")
+    except ConfigError as e:
+        text = "\n".join(e.problems)
+    assert "1234567890123" not in text and "hunter2" not in text
+    assert "security.signing_key" in text and "mqtt.password" in text
+
+
+def test_verify_config_finds_the_key_run_created_in_the_state_dir(tmp_path):
+    state = tmp_path / "state"
+    key, _ = signing.state_key(state)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\nstate_dir = "{state}"\n')
+    p = signing.sign({"type": "decision", "device_id": "door-1", "seq": 3, "ts": time.time()}, key)
+    out = subprocess.run([sys.executable, "-m", "edge_liveness", "verify", "--config", str(cfg)],
+                         input=(signing.dumps(p) + "\n").encode(), capture_output=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True, out.stderr

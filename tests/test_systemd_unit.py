@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,103 @@ def test_loop_runs_under_kernel_w_xor_x():
     if "NO-MDWE" in r.stdout:
         pytest.skip(f"kernel has no PR_SET_MDWE (needs Linux >= 6.3): {r.stdout.strip()}")
     assert r.returncode == 0 and "MDWE-OK 2" in r.stdout, r.stdout + r.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ issue 17: runtime directory, broker allow list
+
+BROKER_DROPIN = REPO / "scripts" / "broker_dropin.py"
+
+
+def test_unit_keeps_a_runtime_directory_for_unjournaled_decisions():
+    one = {k: v[-1] for k, v in _lines(UNIT).items()}
+    assert one["RuntimeDirectory"] == "edge-liveness" and one["RuntimeDirectoryMode"] == "0700"
+    # The next start reads what the last run kept: a stop must not delete it.
+    assert one["RuntimeDirectoryPreserve"] == "yes"
+
+
+def _dropin(tmp_path: Path, toml: str, *extra: str) -> subprocess.CompletedProcess:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    return subprocess.run([sys.executable, str(BROKER_DROPIN), "--config", str(cfg), *extra], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("toml,allowed", [
+    ('[mqtt]\nhost = "192.168.1.20"\n', ["192.168.1.20"]),
+    ('[mqtt]\nhost = "fd00::20"\n', ["fd00::20"]),
+    ('[mqtt]\nhost = "localhost"\n', []),
+    ('[mqtt]\nenabled = false\nhost = "broker.invalid"\n', []),
+])
+def test_broker_dropin_allows_loopback_and_the_broker_only(tmp_path, toml, allowed):
+    r = _dropin(tmp_path, toml)
+    assert r.returncode == 0, r.stderr
+    s = _lines_text(r.stdout)
+    assert s["IPAddressDeny"] == ["any"]
+    assert s["IPAddressAllow"][0] == "localhost" and s["IPAddressAllow"][1:] == ([" ".join(allowed)] if allowed else [])
+
+
+def test_broker_dropin_for_a_name_allows_its_addresses_and_the_name_servers(tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("# test\nnameserver 10.9.8.7\nnameserver 127.0.0.53\nsearch lan\n")
+    name = socket.gethostname()
+    try:
+        addrs = sorted({i[4][0] for i in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)})
+    except OSError:
+        pytest.skip(f"this machine's own name {name!r} does not resolve")
+    r = _dropin(tmp_path, f'[mqtt]\nhost = "{name}"\n', "--resolv-conf", str(resolv))
+    assert r.returncode == 0, r.stderr
+    allow = _lines_text(r.stdout)["IPAddressAllow"][1].split()
+    assert allow == addrs + ["10.9.8.7"], allow  # the loopback resolver is already covered by localhost
+
+
+def test_broker_dropin_unresolvable_name_is_one_line_and_no_file(tmp_path):
+    r = _dropin(tmp_path, '[mqtt]\nhost = "no-such-broker.invalid"\n')
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "cannot resolve mqtt.host" in r.stderr
+
+
+def _lines_text(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "[")):
+            k, v = line.split("=", 1)
+            out.setdefault(k.strip(), []).append(v.strip())
+    return out
+
+
+@needs_analyze
+def test_broker_dropin_verifies_and_lowers_the_exposure(tmp_path):
+    if not _offline_supported():
+        pytest.skip("systemd-analyze security --offline needs systemd >= 250")
+    copy = _local_copy(tmp_path)
+
+    def exposure() -> float:
+        r = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(copy)],
+                           capture_output=True, text=True, timeout=60)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
+        assert m, r.stdout + r.stderr
+        return float(m.group(1))
+
+    before = exposure()
+    d = tmp_path / "edge-liveness.service.d"
+    d.mkdir()
+    r = _dropin(tmp_path, '[mqtt]\nhost = "192.168.1.20"\n')
+    (d / "50-broker-address.conf").write_text(r.stdout)
+    env = {"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "PATH": "/usr/bin:/bin"}
+    v = subprocess.run([analyze, "verify", "edge-liveness.service"], capture_output=True, text=True, timeout=60,
+                       env=env, cwd=tmp_path)
+    assert v.returncode == 0 and (v.stdout + v.stderr).strip() == "", v.stdout + v.stderr
+    after = exposure()
+    assert after < before, (before, after)
+    doc = (REPO / "docs" / "service.md").read_text()
+    assert f"{after:.1f}" in doc and "50-broker-address.conf" in doc
+
+
+def test_install_dry_run_writes_the_broker_dropin_unless_told_not_to():
+    r = _install("--dry-run", "--platform", "generic")
+    assert r.returncode == 0, r.stderr
+    assert "scripts/broker_dropin.py --config /etc/edge-liveness/edge-liveness.toml" in r.stdout
+    assert "50-broker-address.conf" in r.stdout
+    r = _install("--dry-run", "--platform", "generic", "--no-ip-restrict")
+    assert r.returncode == 0 and "broker_dropin.py" not in r.stdout
+    assert "rm -f /etc/systemd/system/edge-liveness.service.d/50-broker-address.conf" in r.stdout
