@@ -77,7 +77,7 @@ class WebHub:
         self._state_key: tuple | None = None
         self._prompt: tuple[str, ...] = ()
         self._verdict: tuple[str, str, float] | None = None  # result, reason, monotonic time
-        self.snapshot: dict[str, Any] = {}  # the latest state event, for a newly connected client
+        self._last: tuple[Any, Any] | None = None  # the latest FrameResult and engine
         self.model: dict[str, Any] = {}
         self._pipeline: Any = None
         # preview: the loop fills the slot, the encoder empties it
@@ -111,6 +111,7 @@ class WebHub:
                 self._prompt = ()
                 self._verdict = (out.result, out.reason, now)
             self._broadcast(out.kind, {"kind": out.kind, **out.body()})
+        self._last = (result, engine)  # for /api/status, computed only when asked
         if not self._subs and not self.viewers:
             return
         verdict = self._verdict if self._verdict and now - self._verdict[2] < VERDICT_SHOW_S else None
@@ -140,8 +141,16 @@ class WebHub:
               "n_faces": o.n_faces, "face_frac": r(o.face_frac), "yaw": r(o.yaw, 1), "pitch": r(o.pitch, 1),
               "p_live": r(o.p_live), "ear_left": r(o.ear_left), "ear_right": r(o.ear_right), "blink": o.blink,
               "frame": [w, h], "ms": round(sum(result.ms.values()), 2)}
-        self.snapshot = st
         return st
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        """The state event of the latest frame (for /api/status and a newly connected client)."""
+        last = self._last
+        if last is None:
+            return {}
+        result, engine = last
+        return self._state(result, engine, self._prompt if engine.state == "collecting" else ())
 
     def _broadcast(self, event: str, body: dict[str, Any]) -> None:
         subs = self._subs

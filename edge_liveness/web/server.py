@@ -41,7 +41,8 @@ COOKIE = "edge_liveness_web"
 MAX_VIEWERS = 4        # preview connections (each costs a thread and a share of one encoder)
 MAX_SUBSCRIBERS = 16   # event-stream connections
 DEFAULT_LIMIT, MAX_LIMIT = 20, 500
-SOCKET_TIMEOUT_S = 20.0  # a viewer that stops reading is dropped after this long
+SOCKET_TIMEOUT_S = 20.0
+PREVIEW_SNDBUF = 64 * 1024  # a viewer that stops reading is dropped after this long
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/app.css": ("app.css", "text/css; charset=utf-8")}
 SECURITY_HEADERS = {
@@ -301,6 +302,9 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                     return self._error(503, f"{MAX_VIEWERS} previews are open already: close one")
                 seq = hub.add_viewer()
             try:
+                # a small send buffer: a viewer that stops reading is noticed after a few frames
+                # (then SOCKET_TIMEOUT_S), not after megabytes of buffered preview
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PREVIEW_SNDBUF)
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 for k, v in SECURITY_HEADERS.items():
