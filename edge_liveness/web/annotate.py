@@ -58,7 +58,7 @@ def _fmt(v: float | None, nd: int = 2) -> str:
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour: tuple[int, int, int]) -> None:
     # dark outline first so the text reads on any background
     th = max(1, round(scale * 2))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th + 2, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th + 1, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, th, cv2.LINE_AA)
 
 
@@ -77,12 +77,17 @@ def draw(image: np.ndarray, ov: Overlay, max_side: int = 480) -> np.ndarray:
         pts = np.round(eye * s).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(out, [pts], True, (255, 220, 0), 1, cv2.LINE_AA)
     line = round(22 * scale)
+    # a dark band behind the numbers: readable over any scene (and over a camera's own timestamp)
+    band = out[: 2 * line + round(8 * scale)]
+    band[:] = (band * 0.35).astype(np.uint8)
     _text(out, f"P(live) {_fmt(ov.p_live)}  EAR {_fmt(ov.ear_left)}/{_fmt(ov.ear_right)}", (6, line), 0.5 * scale, WHITE)
     status = ov.state or "-"
     if ov.verdict:
         status = f"{ov.verdict.upper()} ({ov.reason})" if ov.reason else ov.verdict.upper()
     _text(out, status, (6, 2 * line), 0.6 * scale, colour)
     if ov.prompt:
+        bottom = out[out.shape[0] - line - round(14 * scale):]
+        bottom[:] = (bottom * 0.35).astype(np.uint8)
         _text(out, "do: " + ", ".join(a.replace("_", " ") for a in ov.prompt), (6, out.shape[0] - round(10 * scale)),
               0.7 * scale, AMBER)
     return out
