@@ -53,8 +53,10 @@ def assess(result: Any, view: Any, settings: Any) -> list[Check]:
                         else "at least one"))
     checks.append(Check("face size", f"{o.face_frac:.2f} of the frame's short side" if o.n_faces else "no face",
                         o.n_faces >= 1 and o.face_frac >= det.min_face_frac, f">= detection.min_face_frac {det.min_face_frac:g}"))
-    checks.append(Check("yaw", "-" if o.yaw is None else f"{o.yaw:+.1f} deg",
-                        None if o.yaw is None else abs(o.yaw) <= det.max_yaw_deg, f"|yaw| <= detection.max_yaw_deg {det.max_yaw_deg:g}"))
+    # no landmarks on a detected face (a poor view, or not a face at all): an attempt waits for a pose
+    yaw_ok = (None if not o.n_faces else False) if o.yaw is None else abs(o.yaw) <= det.max_yaw_deg
+    checks.append(Check("yaw", ("no landmarks" if o.n_faces else "-") if o.yaw is None else f"{o.yaw:+.1f} deg",
+                        yaw_ok, f"|yaw| <= detection.max_yaw_deg {det.max_yaw_deg:g}"))
     checks.append(Check("pitch", "-" if o.pitch is None else f"{o.pitch:+.1f} deg", None,
                         "no detection.* limit (a camera mounted high shows negative pitch)"))
     region = img
