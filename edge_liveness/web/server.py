@@ -183,8 +183,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             for k, v in {**SECURITY_HEADERS, **(headers or {})}.items():
                 self.send_header(k, v)
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+            self.wfile.write(body)
 
         def _json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
             self._send(code, "application/json", json.dumps(obj, separators=(",", ":")).encode(), headers)
@@ -251,8 +250,6 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             if path == "/api/status":
                 return self._status()
             self._error(404, f"no such page {path[:60]!r}: try / , /preview.mjpg, /api/events, /api/decisions, /api/status")
-
-        do_HEAD = do_GET
 
         def _static(self, path: str) -> None:
             name, ctype = STATIC[path]
