@@ -217,6 +217,10 @@ class WebHub:
                 self._jpeg = (self._jpeg[0] + 1, jpeg)
                 self._jpeg_cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         self._closed = True
         with self._slot_cond:

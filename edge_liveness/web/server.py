@@ -17,11 +17,9 @@ never logged: request lines are logged at DEBUG without their query string.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
 import json
 import logging
+import queue
 import socket
 import sqlite3
 import threading
@@ -33,11 +31,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from edge_liveness.commands import CommandError, TokenBucket, validate_args
 from edge_liveness.web import WebError
+from edge_liveness.web.auth import COOKIE, LOGIN_PAGE, TokenAuth, check_web_config, is_loopback
 from edge_liveness.web.hub import WebHub
 
 log = logging.getLogger(__name__)
 
-COOKIE = "edge_liveness_web"
 MAX_VIEWERS = 4        # preview connections (each costs a thread and a share of one encoder)
 MAX_SUBSCRIBERS = 16   # event-stream connections
 DEFAULT_LIMIT, MAX_LIMIT = 20, 500
@@ -49,28 +47,6 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
-LOGIN_PAGE = """<!doctype html><html lang="en"><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>edge-liveness: sign in</title>
-<link rel="stylesheet" href="/app.css"><body class="login"><main><h1>edge-liveness</h1><p>{msg}</p>
-<form method="post" action="/login"><label>Web token <input name="token" type="password" autocomplete="current-password"
- autofocus></label><button type="submit">Sign in</button></form>
-<p class="small">The token is the <code>web_token</code> secret in the daemon's credentials directory.</p></main></body></html>"""
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_web_config(web: Any) -> None:
-    """Raise WebError when the page would be open to the network without a token."""
-    if web.enabled and not is_loopback(web.host) and not web.token.get_secret_value():
-        raise WebError(f"web.host {web.host!r} is not a loopback address and no web token is set: put a token in the "
-                       "secret file web_token (credentials directory), or set web.host = \"127.0.0.1\"")
 
 
 class WebServer:
@@ -87,11 +63,9 @@ class WebServer:
         self.health_fn = health_fn
         self.device_id = device_id
         self.max_command_bytes = max_command_bytes
-        self.token = web.token.get_secret_value().encode()
+        self.auth = TokenAuth(web.token.get_secret_value())
         self.open_reads = is_loopback(web.host)
-        self._cookie_value = hmac.new(self.token, b"edge-liveness web session", hashlib.sha256).hexdigest()
         self.command_bucket = TokenBucket(command_rate_per_min)
-        self.auth_bucket = TokenBucket(20)  # failed sign-ins per minute: no brute force at wire speed
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -126,17 +100,6 @@ class WebServer:
             self._server = None
 
     # ------------------------------------------------------------------ helpers for the handler
-    def token_ok(self, presented: str | None) -> bool:
-        return bool(self.token) and presented is not None and hmac.compare_digest(presented.encode(), self.token)
-
-    def cookie_ok(self, presented: str) -> bool:
-        return bool(self.token) and hmac.compare_digest(presented.encode(), self._cookie_value.encode())
-
-    def set_cookie(self) -> str:
-        # The cookie is derived from the token, not the token itself: whatever its characters, and
-        # a browser's cookie store never holds the secret the daemon was given.
-        return f"{COOKIE}={self._cookie_value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"
-
     def decisions(self, limit: int) -> list[dict[str, Any]]:
         if not self.journal.is_file():
             return []  # no event yet: the daemon creates the journal on its first one
@@ -193,18 +156,25 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
 
         def _presented(self) -> str | None:
             """The credential the request carries: a bearer token, or the session cookie."""
-            auth = self.headers.get("Authorization", "")
-            if auth.startswith("Bearer "):
-                return auth[7:].strip()
+            bearer = self._bearer()
+            if bearer is not None:
+                return bearer
             for part in self.headers.get("Cookie", "").split(";"):
                 k, _, v = part.strip().partition("=")
                 if k == COOKIE:
                     return v
             return None
 
+        def _bearer(self) -> str | None:
+            auth = self.headers.get("Authorization", "")
+            return auth[7:].strip() if auth.startswith("Bearer ") else None
+
         def _authed(self) -> bool:
+            bearer = self._bearer()
+            if bearer is not None:
+                return srv.auth.token_ok(bearer)
             got = self._presented()
-            return got is not None and (srv.token_ok(got) or srv.cookie_ok(got))
+            return got is not None and srv.auth.cookie_ok(got)
 
         def _host_ok(self) -> bool:
             # Without a token, answer only to loopback names: defeats DNS rebinding.
@@ -256,13 +226,13 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             self._send(200, ctype, _read_static(name))
 
         def _token_in_url(self, token: str) -> None:
-            if not srv.token_ok(token):
+            if not srv.auth.token_ok(token):
                 return self._bad_token()
             # set the cookie and reload without the token, so it leaves the address bar and history
-            self._send(303, "text/plain; charset=utf-8", b"signed in\n", {"Location": "/", "Set-Cookie": srv.set_cookie()})
+            self._send(303, "text/plain; charset=utf-8", b"signed in\n", {"Location": "/", "Set-Cookie": srv.auth.set_cookie()})
 
         def _bad_token(self) -> None:
-            if not srv.auth_bucket.take():
+            if not srv.auth.failures.take():
                 return self._error(429, "too many wrong tokens: wait a minute")
             log.warning("web page: a request with a wrong token was refused")
             self._send(401, "text/html; charset=utf-8", LOGIN_PAGE.format(msg="Wrong token, try again.").encode())
@@ -290,7 +260,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             self._json(200, {"device_id": srv.device_id, "health": health, "model": hub.model, "state": hub.snapshot,
                              "web": {"preview_viewers": hub.viewers, "preview_frames_encoded": hub.frames_encoded,
                                      "event_clients": hub.subscribers, "preview_fps": srv.web.preview_fps,
-                                     "controls": bool(srv.token), "signed_in": self._authed()}})
+                                     "controls": bool(srv.auth.token), "signed_in": self._authed()}})
 
         def _preview(self) -> None:
             hub = srv.hub
@@ -312,7 +282,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                 while True:
                     got = hub.next_jpeg(seq, timeout=SOCKET_TIMEOUT_S)
                     if got is None:
-                        if hub._closed:
+                        if hub.closed:
                             return
                         continue  # no frames (camera down): keep the connection, wait on
                     seq, jpeg = got
@@ -343,7 +313,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                 while True:
                     try:
                         event, data = sub.queue.get(timeout=10.0)
-                    except Exception:
+                    except queue.Empty:
                         self.wfile.write(b": keep-alive\n\n")  # also finds a vanished client
                         self.wfile.flush()
                         continue
@@ -372,13 +342,13 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length > 0 else b""
             if path == "/login":
                 token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
-                if not srv.token_ok(token):
+                if not srv.auth.token_ok(token):
                     return self._bad_token()
                 return self._send(303, "text/plain; charset=utf-8", b"signed in\n",
-                                  {"Location": "/", "Set-Cookie": srv.set_cookie()})
+                                  {"Location": "/", "Set-Cookie": srv.auth.set_cookie()})
             if path not in ("/api/active", "/api/attempt"):
                 return self._error(404, f"no such action {path[:60]!r}: POST /api/active or /api/attempt")
-            if not srv.token:
+            if not srv.auth.token:
                 return self._error(403, "controls need a web token: put one in the secret file web_token "
                                         "(credentials directory) and restart the daemon")
             if not self._authed():
@@ -406,7 +376,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             self._json(200 if result.get("ok") else 503, result)
 
         def _bad_token_json(self) -> None:
-            if not srv.auth_bucket.take():
+            if not srv.auth.failures.take():
                 return self._error(429, "too many wrong tokens: wait a minute")
             log.warning("web page: a request with a wrong token was refused")
             self._error(401, "wrong web token")
