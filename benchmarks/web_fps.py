@@ -99,21 +99,25 @@ def main() -> int:
     port = server.start()
 
     ts = [0.0]
+    publish_s = [0.0]  # time inside WebHub.publish on the loop thread, this pass
 
     def one_pass(publish: bool) -> tuple[float, float, float]:
         n0 = 0
+        publish_s[0] = 0.0
         cpu0, t0, th0 = time.process_time(), time.perf_counter(), time.thread_time()
         for img in images:
             ts[0] += 1.0 / fps_src
             result = pipeline.process(Frame(img, ts[0], n0))
             if publish:
+                tp = time.perf_counter()
                 hub.publish(result, pipeline)
+                publish_s[0] += time.perf_counter() - tp
             n0 += 1
         wall, cpu, loop = time.perf_counter() - t0, time.process_time() - cpu0, time.thread_time() - th0
         return n0 / wall, cpu / n0 * 1e3, loop / n0 * 1e3
 
     one_pass(True)  # warm-up: model caches, tracker lock, first attempt
-    passes: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CONDITIONS}
+    passes: dict[str, list[tuple[float, float, float, float]]] = {c: [] for c in CONDITIONS}
     encoded: dict[str, list[int]] = {c: [] for c in CONDITIONS}
     for _ in range(args.repeat):
         for cond in CONDITIONS:
@@ -133,7 +137,7 @@ def main() -> int:
             e0 = hub.frames_encoded
             fps, cpu_ms, loop_ms = one_pass(cond != "web_off")
             encoded[cond].append(hub.frames_encoded - e0)
-            passes[cond].append((loop_ms, fps, cpu_ms))
+            passes[cond].append((loop_ms, fps, cpu_ms, publish_s[0] / len(images) * 1e6))
             stop.set()
             for t in threads:
                 t.join(timeout=15)
@@ -151,6 +155,7 @@ def main() -> int:
         return {"loop_thread_cpu_ms_per_frame": round(loop_ms, 3), "loop_fps_from_cpu": round(1000 / loop_ms, 1),
                 "wall_fps": round(statistics.median(r[1] for r in runs), 1),
                 "process_cpu_ms_per_frame": round(statistics.median(r[2] for r in runs), 3),
+                "publish_us_per_frame": round(statistics.median(r[3] for r in runs), 1),
                 "wall_fps_runs": [round(r[1], 1) for r in runs], "preview_frames_encoded": encoded[cond]}
 
     res = {c: med(c) for c in CONDITIONS}
