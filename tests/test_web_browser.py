@@ -88,8 +88,6 @@ def test_page_preview_live_decisions_and_mode_switch(browser, daemon, tmp_path):
     journal = daemon.get_json("/api/decisions?limit=50")[1]["decisions"]
     assert attempt in {d["attempt_id"] for d in journal}
     browser.wait_for(f"document.querySelector('#decisions tr[data-attempt=\"{attempt}\"]') !== null", 20)
-    browser.screenshot(str(tmp_path / "web_commissioning.png"))
-    _keep(tmp_path, "web_commissioning.png")
 
     # Sign in (the token goes in once, the page comes back without it), then switch the mode.
     browser.navigate(f"{base}/?token={TOKEN}")
@@ -105,6 +103,9 @@ def test_page_preview_live_decisions_and_mode_switch(browser, daemon, tmp_path):
     journal = {d["attempt_id"]: d for d in daemon.get_json("/api/decisions?limit=50")[1]["decisions"]}
     assert journal[decided]["evidence"]["active_mode"] == "turn"
     assert daemon.get_json("/api/status")[1]["state"]["active_mode"] == "turn"
+    browser.wait_for(f"document.querySelector('#decisions tr[data-attempt=\"{decided}\"]') !== null", 20)
+    browser.screenshot(str(tmp_path / "web_commissioning.png"))
+    _keep(tmp_path, "web_commissioning.png")
 
 
 def test_usable_on_a_phone(browser, daemon, tmp_path):
