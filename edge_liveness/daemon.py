@@ -347,8 +347,8 @@ class Daemon:
         if new.camera != old.camera:
             log.info("camera settings changed: reopening the camera")
             self.camera_restart = True
-        if new.mqtt != old.mqtt or new.security != old.security or new.storage != old.storage:
-            log.warning("mqtt/security/storage settings changed: they apply after a restart (systemctl restart edge-liveness)")
+        if new.mqtt != old.mqtt or new.security != old.security or new.storage != old.storage or new.web != old.web:
+            log.warning("mqtt/security/storage/web settings changed: they apply after a restart (systemctl restart edge-liveness)")
         setup_logging(new.logging.level, new.logging.format)
         li = pipeline.models.liveness
         msg = f"reloaded: model {li.name} {li.sha256[:12]}"

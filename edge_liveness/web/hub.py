@@ -188,9 +188,13 @@ class WebHub:
     def remove_viewer(self) -> None:
         with self._lock:
             self.viewers = max(0, self.viewers - 1)
-        if self.viewers == 0:
+            last = self.viewers == 0
+        if last:
+            # nothing of the picture is kept while nobody watches: not the frame, not its JPEG
             with self._slot_cond:
-                self._slot = None  # drop the last frame reference: nothing is kept while nobody watches
+                self._slot = None
+            with self._jpeg_cond:
+                self._jpeg = (self._jpeg[0], b"")
 
     def next_jpeg(self, after: int, timeout: float = 5.0) -> tuple[int, bytes] | None:
         """The newest JPEG with a sequence number above ``after``; None on timeout or close."""
@@ -211,7 +215,11 @@ class WebHub:
                         return
                 continue
             image, ov = item
-            jpeg = encode_jpeg(draw(image, ov, self.max_side), self.jpeg_quality)
+            try:
+                jpeg = encode_jpeg(draw(image, ov, self.max_side), self.jpeg_quality)
+            except Exception as e:  # one bad frame must not end the preview for everyone
+                log.warning("web preview: cannot draw or encode a frame: %s", e)
+                continue
             self.frames_encoded += 1
             with self._jpeg_cond:
                 self._jpeg = (self._jpeg[0] + 1, jpeg)

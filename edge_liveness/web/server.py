@@ -286,6 +286,8 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                             return
                         continue  # no frames (camera down): keep the connection, wait on
                     seq, jpeg = got
+                    if not jpeg:
+                        continue
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode()
                                      + b"\r\n\r\n" + jpeg + b"\r\n")
                     self.wfile.flush()
