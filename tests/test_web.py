@@ -171,12 +171,12 @@ def test_preview_is_encoded_only_while_watched(daemon):
     assert _status(daemon)["web"]["preview_frames_encoded"] == e1
 
 
-def _stuck_viewer(port: int) -> socket.socket:
-    """Asks for the preview and never reads: its receive buffer fills and the server's writes stall."""
+def _stuck_viewer(port: int, path: str = "/preview.mjpg") -> socket.socket:
+    """Asks for a stream and never reads: its receive buffer fills and the server's writes stall."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     s.connect(("127.0.0.1", port))
-    s.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return s
 
 
@@ -199,7 +199,7 @@ def test_stuck_and_vanished_viewers_do_not_hold_up_the_loop(daemon):
 
     t = threading.Thread(target=listen, daemon=True)
     t.start()
-    stuck = [_stuck_viewer(daemon.port) for _ in range(3)]
+    stuck = [_stuck_viewer(daemon.port) for _ in range(3)] + [_stuck_viewer(daemon.port, "/api/events")]
     gone = socket.create_connection(("127.0.0.1", daemon.port))
     gone.sendall(b"GET /preview.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     gone.recv(1000)
