@@ -236,3 +236,34 @@ def test_network_host_needs_the_token_for_everything(tmp_path, shared_data):
         rc = d.stop()
     assert rc == 0
     assert TOKEN not in d.log() and WRONG not in d.log()
+
+
+def test_challenge_prompt_reaches_the_event_stream(daemon):
+    import json
+
+    c = daemon.conn(timeout=30)
+    c.request("GET", "/api/events")
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+    try:
+        assert daemon.post("/api/active", {"mode": "challenge"})[0] == 200
+        assert daemon.post("/api/attempt", {})[0] == 200
+        prompt, prompted_state, event = None, None, None
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 40 and not (prompt and prompted_state):
+            line = r.fp.readline().decode().strip()
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                body = json.loads(line[6:])
+                if event == "prompt":
+                    prompt = body
+                elif event == "state" and prompt and body["prompt"]:
+                    prompted_state = body
+        assert prompt and prompt["kind"] == "prompt" and prompt["actions"], "no challenge prompt on the stream"
+        assert set(prompt["actions"]) <= {"blink", "turn_left", "turn_right", "nod"}
+        assert prompted_state["prompt"] == prompt["actions"] and prompted_state["active_mode"] == "challenge"
+    finally:
+        r.close()
+        c.close()
+        daemon.post("/api/active", {"mode": "blink"})
