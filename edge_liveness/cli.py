@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("edge_liveness.events_cli", "list the local decision journal (audit log)"),
     "verify": ("edge_liveness.verify", "check signed event payloads read from stdin"),
     "status": ("edge_liveness.status", "show the running daemon's health"),
+    "snapshot": ("edge_liveness.snapshot", "write one annotated camera frame and print face size, pose and light"),
     "bench": ("edge_liveness.bench", "benchmark the frame loop per stage"),
     "dataset": ("converters.dataset", "workstation: cut aligned face crops from videos and images"),
     "train": ("converters.train", "workstation: train the MobileNetV2 liveness model"),

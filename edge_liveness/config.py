@@ -25,6 +25,7 @@ ENV_PREFIX = "EDGE_LIVENESS_"
 SECRET_ALIASES = {
     "mqtt_password": ("mqtt", "password"),
     "signing_key": ("security", "signing_key"),
+    "web_token": ("web", "token"),
 }
 
 
@@ -189,6 +190,14 @@ class HealthConfig(Section):
     port: int = Field(9108, gt=0, lt=65536)
 
 
+class WebConfig(Section):
+    enabled: bool = Field(False, description="serve the commissioning page (live preview, decisions, mode switch)")
+    host: str = Field("127.0.0.1", min_length=1, description="a non-loopback address needs the web_token secret")
+    port: int = Field(8088, gt=0, lt=65536)
+    preview_fps: float = Field(5.0, gt=0, le=30, description="preview frames per second (encoded only while a viewer watches)")
+    token: SecretStr = Field(SecretStr(""), description="bearer token; from the secrets directory as web_token")
+
+
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
 _secrets_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("secrets_dir", default=None)
 
@@ -273,6 +282,7 @@ class Settings(BaseSettings):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

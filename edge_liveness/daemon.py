@@ -76,6 +76,8 @@ class Daemon:
         self.face_present = False
         self.frames = 0  # processed since start: `status` exits non-zero while it is 0 (a door without a camera)
         self._counted: dict[str, int] = {}
+        self.web_hub: Any = None
+        self.web_server: Any = None
 
     # ------------------------------------------------------------ set-up
     def _overrides(self) -> dict[str, Any]:
@@ -137,6 +139,29 @@ class Daemon:
         except Exception as e:
             return {"ok": False, "error": f"not handled: {e}"}
 
+    # ------------------------------------------------------------ the commissioning page (web.enabled)
+    def _start_web(self) -> bool:
+        """Serve the page when web.enabled; False (after one ERROR line) when it cannot be served as configured."""
+        if not self.settings.web.enabled:
+            return True
+        from edge_liveness.web import WebError
+        from edge_liveness.web.hub import WebHub
+        from edge_liveness.web.server import WebServer
+
+        hub = WebHub(self.settings.web.preview_fps)
+        try:
+            server = WebServer.from_settings(self.settings, hub, self._on_command, self._web_health)
+            server.start()
+        except WebError as e:
+            log.error("%s", e)
+            return False
+        self.web_hub, self.web_server = hub, server
+        return True
+
+    def _web_health(self) -> dict[str, Any]:
+        status = getattr(self, "status", None)
+        return status.status.to_dict() if status is not None else {"state": "starting"}
+
     # ------------------------------------------------------------ run
     def run(self) -> int:
         from edge_liveness.metrics import Metrics
@@ -146,6 +171,8 @@ class Daemon:
 
         s = self.settings
         self.notifier = Notifier()
+        if not self._start_web():
+            return EXIT_CONFIG
         self.notifier.status("loading models")
         try:
             self.pipeline = build_pipeline(s)
@@ -207,6 +234,8 @@ class Daemon:
                     self.face_present = result.obs.n_faces > 0
                     for out in result.outputs:
                         self._emit(out)
+                    if self.web_hub is not None:
+                        self.web_hub.publish(result, self.pipeline)
                     self.rate.tick(now)
                     self.frames += 1
                     self.metrics.frame(result.ms)
@@ -363,8 +392,8 @@ class Daemon:
         if new.camera != old.camera:
             log.info("camera settings changed: reopening the camera")
             self.camera_restart = True
-        if new.mqtt != old.mqtt or new.security != old.security or new.storage != old.storage:
-            log.warning("mqtt/security/storage settings changed: they apply after a restart (systemctl restart edge-liveness)")
+        if new.mqtt != old.mqtt or new.security != old.security or new.storage != old.storage or new.web != old.web:
+            log.warning("mqtt/security/storage/web settings changed: they apply after a restart (systemctl restart edge-liveness)")
         setup_logging(new.logging.level, new.logging.format)
         li = pipeline.models.liveness
         msg = f"reloaded: model {li.name} {li.sha256[:12]}"
@@ -408,6 +437,8 @@ class Daemon:
             self.outbox.close()
         if hasattr(self, "status"):
             self.status.set_state("stopped")
+        if self.web_server is not None:
+            self.web_server.close()
         log.info("stopped")
 
 

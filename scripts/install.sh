@@ -196,7 +196,16 @@ install_config() {
             (umask 077; : >"$CRED_DIR/mqtt_password")
         fi
     fi
-    run chmod 0600 "$CRED_DIR/signing_key" "$CRED_DIR/mqtt_password"
+    if [ ! -e "$CRED_DIR/web_token" ]; then
+        # The commissioning page's token ([web], off by default): sign in with it to use the controls.
+        say "generating a random web_token for the commissioning page (read it from $CRED_DIR/web_token)"
+        if [ "$DRY_RUN" = 1 ]; then
+            echo "+ (umask 077; head -c 18 /dev/urandom | od -An -tx1 | tr -d '[:space:]' > $CRED_DIR/web_token)"
+        else
+            (umask 077; head -c 18 /dev/urandom | od -An -tx1 | tr -d '[:space:]' >"$CRED_DIR/web_token")
+        fi
+    fi
+    run chmod 0600 "$CRED_DIR/signing_key" "$CRED_DIR/mqtt_password" "$CRED_DIR/web_token"
 }
 
 fetch_models() {

