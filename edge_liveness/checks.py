@@ -17,9 +17,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence, TypeVar
 
-if TYPE_CHECKING:  # decision.py imports this module; only attribute access is needed here
+if TYPE_CHECKING:
     from edge_liveness.config import ActiveConfig
-    from edge_liveness.decision import FrameObservation
+    from edge_liveness.observation import FrameObservation
 
 MODES: tuple[str, ...] = ("off", "blink", "turn", "blink_and_turn", "challenge")
 ACTIONS: tuple[str, ...] = ("blink", "turn_left", "turn_right", "nod")

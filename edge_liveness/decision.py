@@ -9,19 +9,17 @@ publisher's envelope carries wall-clock ``ts``). See docs/decision.md for the po
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import math
 import statistics
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Iterator, Union
 
 from edge_liveness.checks import (FAILED, PASSED, PENDING, ActiveCheck, ActiveModeError, Chooser, make_check,
                                   validate_mode)
 from edge_liveness.config import ActiveConfig, DecisionConfig, DetectionConfig
+from edge_liveness.observation import FrameObservation, TraceError, load_trace
 
 log = logging.getLogger(__name__)
 
@@ -32,92 +30,6 @@ REASONS: tuple[str, ...] = ("live", "spoof_suspected", "no_blink", "no_turn", "c
 
 __all__ = ["FrameObservation", "ModelInfo", "Decision", "Prompt", "Output", "DecisionEngine", "TraceError",
            "load_trace", "REASONS", "ActiveModeError"]
-
-
-class TraceError(ValueError):
-    """A frame-trace line that cannot become a FrameObservation (message is one line)."""
-
-
-def _opt_float(d: dict[str, Any], key: str) -> float | None:
-    v = d.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise TraceError(f"trace field {key!r} must be a finite number or null (got {v!r})")
-    return float(v)
-
-
-@dataclass(frozen=True)
-class FrameObservation:
-    ts: float                  # seconds, camera timeline (monotonic)
-    n_faces: int               # faces the detector/tracker sees
-    n_large_faces: int         # faces large enough to count (detection.min_face_frac)
-    face_frac: float           # chosen face side / frame short side, 0.0 when none
-    yaw: float | None = None   # degrees, None when no landmarks
-    pitch: float | None = None
-    roll: float | None = None
-    p_live: float | None = None        # passive P(live) of this frame; None when not computed
-    ear_left: float | None = None
-    ear_right: float | None = None
-    eyes_visible: bool = False
-    blink: bool = False                # a blink completed on this frame (blink.py)
-    motions: tuple[str, ...] = ()      # head motions completed on this frame: "turn_left","turn_right","nod"
-
-    @classmethod
-    def from_trace(cls, d: dict[str, Any]) -> FrameObservation:
-        """One ``replay --trace`` JSON line (``{"type":"frame","t":..., ...}``) as an observation.
-
-        ``eyes_visible`` is taken from the line when present, else true when both EARs are.
-        """
-        if not isinstance(d, dict):
-            raise TraceError(f"trace line must be a JSON object (got {type(d).__name__})")
-        if d.get("type", "frame") != "frame":
-            raise TraceError(f"trace line type {d.get('type')!r} is not 'frame': filter lines with type == 'frame' first")
-        ts = _opt_float(d, "t")
-        if ts is None:
-            raise TraceError("trace line has no 't' (frame time in seconds): record it with `replay --trace`")
-        counts = {}
-        for k in ("n_faces", "n_large_faces"):
-            v = d.get(k, 0)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise TraceError(f"trace field {k!r} must be a non-negative integer (got {v!r})")
-            counts[k] = v
-        motions = d.get("motions") or ()
-        if not isinstance(motions, (list, tuple)) or not all(isinstance(m, str) for m in motions):
-            raise TraceError(f"trace field 'motions' must be a list of names (got {motions!r})")
-        ear_l, ear_r = _opt_float(d, "ear_left"), _opt_float(d, "ear_right")
-        eyes = d.get("eyes_visible")
-        return cls(ts=ts, n_faces=counts["n_faces"], n_large_faces=counts["n_large_faces"],
-                   face_frac=_opt_float(d, "face_frac") or 0.0,
-                   yaw=_opt_float(d, "yaw"), pitch=_opt_float(d, "pitch"), roll=_opt_float(d, "roll"),
-                   p_live=_opt_float(d, "p_live"), ear_left=ear_l, ear_right=ear_r,
-                   eyes_visible=bool(eyes) if eyes is not None else (ear_l is not None and ear_r is not None),
-                   blink=bool(d.get("blink", False)), motions=tuple(motions))
-
-
-def load_trace(path: str | Path) -> list[FrameObservation]:
-    """The frame lines of a ``replay --trace`` JSON-lines file (``.gz`` allowed); other line types skipped."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    out: list[FrameObservation] = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise TraceError(f"{path}:{n}: not JSON ({e.msg}): a trace is one JSON object per line") from None
-                if isinstance(d, dict) and d.get("type", "frame") != "frame":
-                    continue
-                try:
-                    out.append(FrameObservation.from_trace(d))
-                except TraceError as e:
-                    raise TraceError(f"{path}:{n}: {e}") from None
-    except OSError as e:
-        raise TraceError(f"{path}: cannot read trace ({e.strerror or e}): give an existing JSON-lines file") from None
-    return out
 
 
 @dataclass(frozen=True)
@@ -195,6 +107,7 @@ class DecisionEngine:
     def reset(self) -> None:
         """Forget any attempt and start idle and armed (a new recording, or a test)."""
         self.state = IDLE
+        self.decided = 0  # decisions made since the last reset
         self._attempt: _Attempt | None = None
         self._cooldown_until = -math.inf
         self._armed = True           # False after a decision until the face has left (rearm="leave")
@@ -248,6 +161,14 @@ class DecisionEngine:
             log.info("start_attempt ignored: attempt %s is collecting", self._attempt.id if self._attempt else "?")
             return
         self._start_requested = True
+
+    def pending(self) -> dict[str, Any] | None:
+        """The attempt still collecting (a recording that ended mid-attempt), or None."""
+        a = self._attempt
+        if a is None:
+            return None
+        return {"attempt_id": a.id, "started_at": a.started_at, "duration_s": max(0.0, a.last_ts - a.started_at),
+                "frames": len(a.scores), "blinks": a.blinks, "mode": a.mode}
 
     def abort(self, reason: str = "shutdown") -> Decision | None:
         """End a collecting attempt now with result ``fail`` (deny is the safe default for a door)
@@ -373,6 +294,7 @@ class DecisionEngine:
                      duration_s=max(0.0, ts - a.started_at), evidence=ev)
         log.info("attempt %s: %s (%s) after %.2f s, %d frames", a.id, result, reason, d.duration_s, len(a.scores))
         self._attempt = None
+        self.decided += 1
         self.state = COOLDOWN
         self._cooldown_until = ts + self.cfg.cooldown_s
         self._armed = self.cfg.rearm == "cooldown" or self._absent_now(ts)

@@ -58,8 +58,12 @@ def main(args: argparse.Namespace) -> int:
     camera = Camera(source, settings.camera, threaded=False)
     engine = pipeline.engine
     pipeline.always_classify = args.trace
+    frames = 0
     try:
         for frame in camera.frames(threading.Event()):
+            if frame is None:
+                continue
+            frames += 1
             result = pipeline.process(frame)
             if args.trace:
                 _dump(result.trace(engine.state))
@@ -71,4 +75,17 @@ def main(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         return 0
     sys.stdout.flush()
+    _say_what_was_left(engine, frames)
     return 0
+
+
+def _say_what_was_left(engine, frames: int) -> None:
+    """Never end in silence: an attempt still collecting, or a recording that never started one."""
+    pending = engine.pending()
+    if pending is not None:
+        print(f"incomplete: attempt {pending['attempt_id']} was still collecting when the recording ended "
+              f"({pending['frames']} frames scored over {pending['duration_s']:.2f} s, {pending['blinks']} blinks): "
+              f"no decision", file=sys.stderr)
+    elif not engine.decided:
+        print(f"no attempt: none of the {frames} frames showed a face that could start one (one large, frontal "
+              f"face: detection.min_face_frac, detection.max_yaw_deg)", file=sys.stderr)
