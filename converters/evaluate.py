@@ -22,7 +22,9 @@ from typing import Callable
 import numpy as np
 
 from . import pad_metrics
-from .dataset import DEFAULT_MARGIN, IMAGE_EXT, DatasetError, attack_type_from_path, label_from_path
+from .dataset import DEFAULT_MARGIN, IMAGE_EXT, DatasetError
+from .evaluate_videos import VIDEO_EXT, evaluate_videos, per_file_line, print_summary, summarise_videos
+from .labels import label_for
 from .progress import progress_line
 
 
@@ -103,13 +105,14 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
     res = EvalResult()
     for n, p in enumerate(files, 1):
         if p.suffix.lower() not in IMAGE_EXT:
-            if p.name not in ("index.csv", "dataset.json"):
+            if p.name not in ("index.csv", "dataset.json") and p.suffix.lower() not in VIDEO_EXT:
                 res.non_image.append(str(p))
             continue
-        label = label_from_path(p.relative_to(data_dir.parent) if data_dir.is_dir() else p)
-        if label is None:
+        lab = label_for(p, data_dir if data_dir.is_dir() else p.parent)
+        if lab is None:
             res.unlabelled.append(str(p))
             continue
+        label = lab.label
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             res.unreadable.append(str(p))
@@ -127,7 +130,7 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         res.labels.append(1 if label == "live" else 0)
         res.scores.append(scorer.predict_bgr(np.ascontiguousarray(crop)))
         res.files.append(str(p))
-        res.attack_types.append((attack_type_from_path(p.relative_to(data_dir)) or "") if label == "spoof" and data_dir.is_dir() else "")
+        res.attack_types.append(lab.attack_type if label == "spoof" else "")
         if progress and n % 100 == 0:
             progress_line(f"{n}/{len(files)} files")
     if progress and len(files) >= 100 and sys.stderr.isatty():
@@ -165,35 +168,88 @@ def _fmt(v) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help=".tflite (manifest beside it) or .keras")
-    parser.add_argument("data_dir", metavar="DATA_DIR", help="folder whose paths name live/real or spoof/fake/attack")
+    parser.add_argument("data_dir", metavar="DATA_DIR",
+                        help="images and/or videos; labels from folder names (live/real or spoof/fake/attack) or an index.csv")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--per-file", action="store_true", help="one line per video: its attempts and their outcomes")
     parser.add_argument("--no-detect", action="store_true", help="images are already aligned crops")
     parser.add_argument("--threshold", type=float, help="P(live) threshold (default: the manifest's, else 0.5)")
+    parser.add_argument("--config", "-c", help="videos: the daemon config whose policy is judged (default: built-in)")
+    parser.add_argument("--active", choices=["off", "blink", "turn", "blink_and_turn", "challenge"],
+                        help="videos: override active.mode")
+
+
+def _media(data_dir: Path) -> tuple[list[Path], bool]:
+    files = [data_dir] if data_dir.is_file() else sorted(p for p in data_dir.rglob("*") if p.is_file())
+    videos = [p for p in files if p.suffix.lower() in VIDEO_EXT]
+    return videos, any(p.suffix.lower() in IMAGE_EXT for p in files)
+
+
+def _videos(args, videos: list[Path], root: Path) -> dict:
+    from edge_liveness.config import load_settings
+    from edge_liveness.pipeline import build_pipeline
+
+    model = Path(args.model)
+    if model.suffix.lower() != ".tflite":
+        raise EvaluateError(f"{model}: videos run through the daemon's pipeline, which needs the .tflite model "
+                            f"(convert it with `edge-liveness convert`)")
+    overrides: dict = {"models": {"liveness": str(model.resolve())}}
+    if args.active:
+        overrides["active"] = {"mode": args.active}
+    if args.threshold is not None:
+        overrides["decision"] = {"threshold": args.threshold}
+    settings = load_settings(args.config, **overrides)
+    pipeline = build_pipeline(settings)
+    ev = evaluate_videos(pipeline, videos, root, progress=not args.json)
+    return summarise_videos(ev, settings)
 
 
 def main(args) -> int:
+    from edge_liveness.config import ConfigError
     from edge_liveness.runtime import ModelError
 
+    data_dir = Path(args.data_dir)
+    if not data_dir.exists():
+        print(f"error: {data_dir}: no such folder", file=sys.stderr)
+        return 2
+    videos, has_images = _media(data_dir)
+    out: dict = {}
     try:
-        scorer = load_scorer(Path(args.model))
-        res = score_folder(scorer, Path(args.data_dir), detect=not args.no_detect, progress=not args.json)
+        if has_images or not videos:
+            scorer = load_scorer(Path(args.model))
+            res = score_folder(scorer, data_dir, detect=not args.no_detect, progress=not args.json)
+            thr = args.threshold if args.threshold is not None else scorer.threshold if scorer.threshold is not None else 0.5
+            out = summarise(res, float(thr), scorer.name)
+        if videos:
+            out["videos"] = _videos(args, videos, data_dir if data_dir.is_dir() else data_dir.parent)
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"config error: {p}", file=sys.stderr)
+        return 2
     except (EvaluateError, DatasetError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    thr = args.threshold if args.threshold is not None else scorer.threshold if scorer.threshold is not None else 0.5
-    out = summarise(res, float(thr), scorer.name)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        for k in ("model", "n_images", "n_live", "n_spoof", "no_face", "unreadable", "non_image", "unlabelled", "apcer", "bpcer",
-                  "acer", "auc", "threshold"):
-            print(f"{k:>11}: {_fmt(out[k])}")
-        for t, v in out["apcer_per_attack"].items():
-            print(f"{'apcer_' + t:>11}: {v:.4f}")
-        for kind, lst in out["skipped_files"].items():
+        if "n_images" in out and (out["n_images"] or not videos):
+            for k in ("model", "n_images", "n_live", "n_spoof", "no_face", "unreadable", "non_image", "unlabelled",
+                      "apcer", "bpcer", "acer", "auc", "threshold"):
+                print(f"{k:>11}: {_fmt(out[k])}")
+            for t, v in out["apcer_per_attack"].items():
+                print(f"{'apcer_' + t:>11}: {v:.4f}")
+        for kind, lst in out.get("skipped_files", {}).items():
             for f in lst[:20]:
                 print(f"skipped ({kind}): {f}", file=sys.stderr)
-    if not res.labels:
-        print("error: no labelled image with a face was scored (paths must name live/real or spoof/fake/attack)", file=sys.stderr)
+        if videos:
+            if args.per_file:
+                for f in out["videos"]["per_file"]:
+                    print(per_file_line(f))
+            print_summary(out["videos"])
+    scored_images = bool(out.get("n_images"))
+    scored_videos = bool(out.get("videos", {}).get("per_file"))
+    if not scored_images and not scored_videos:
+        print("error: nothing labelled was scored (paths must name live/real or spoof/fake/attack, or an index.csv "
+              "must label the files)", file=sys.stderr)
         return 1
     return 0

@@ -10,6 +10,7 @@ publisher's envelope carries wall-clock ``ts``). See docs/decision.md for the po
 from __future__ import annotations
 
 import logging
+import bisect
 import math
 import statistics
 import uuid
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 IDLE, COLLECTING, COOLDOWN = "idle", "collecting", "cooldown"
 # Every reason a Decision can carry ("shutdown" or a caller's own word comes only from abort()).
 REASONS: tuple[str, ...] = ("live", "spoof_suspected", "no_blink", "no_turn", "challenge_failed", "face_lost",
-                            "multiple_faces", "timeout", "shutdown")
+                            "multiple_faces", "timeout", "shutdown", "reload")
 
 __all__ = ["FrameObservation", "ModelInfo", "Decision", "Prompt", "Output", "DecisionEngine", "TraceError",
            "load_trace", "REASONS", "ActiveModeError"]
@@ -82,6 +83,7 @@ class _Attempt:
     deadline_s: float
     last_ts: float
     scores: list[float] = field(default_factory=list)
+    score_ts: list[float] = field(default_factory=list)  # the frame time of each score
     ears: list[float] = field(default_factory=list)
     blinks: int = 0
     absent_since: float | None = None
@@ -89,6 +91,19 @@ class _Attempt:
 
     def median(self) -> float | None:
         return statistics.median(self.scores) if self.scores else None
+
+    def evidence_s(self) -> float:
+        """How long the scored frames span (seconds)."""
+        return self.score_ts[-1] - self.score_ts[0] if self.score_ts else 0.0
+
+    def recent_median(self, window_s: float) -> float | None:
+        """Median of the scores of the last ``window_s`` seconds (all of them when 0)."""
+        if not self.scores:
+            return None
+        if window_s <= 0:
+            return self.median()
+        start = bisect.bisect_left(self.score_ts, self.score_ts[-1] - window_s)
+        return statistics.median(self.scores[start:])
 
 
 class DecisionEngine:
@@ -245,14 +260,16 @@ class DecisionEngine:
             a.absent_since = None
             if obs.p_live is not None:
                 a.scores.append(float(obs.p_live))
+                a.score_ts.append(obs.ts)
             if obs.eyes_visible and obs.ear_left is not None and obs.ear_right is not None:
                 a.ears.append((obs.ear_left + obs.ear_right) / 2.0)
         if obs.blink:
             a.blinks += 1
 
         verdict = a.check.observe(obs)
-        enough = len(a.scores) >= self.cfg.min_frames
-        med = a.median()
+        # a fair look: enough frames AND enough time, whatever the camera's frame rate
+        enough = len(a.scores) >= self.cfg.min_frames and a.evidence_s() >= self.cfg.min_evidence_s
+        med = a.recent_median(self.cfg.score_window_s)
         passive_low = enough and med is not None and med < self.threshold
         if passive_low and (self.cfg.early_fail or verdict.state != PENDING):
             return self._finish("fail", "spoof_suspected", obs.ts)
@@ -278,6 +295,8 @@ class DecisionEngine:
         ev: dict[str, Any] = {
             "frames": len(a.scores),
             "passive_median": _r(a.median()),
+            "passive_recent_median": _r(a.recent_median(self.cfg.score_window_s)),
+            "evidence_s": _r(a.evidence_s(), 3),
             "passive_min": _r(min(a.scores)) if a.scores else None,
             "threshold": _r(self.threshold),
             "blinks": a.blinks,

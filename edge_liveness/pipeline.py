@@ -47,7 +47,8 @@ class FrameResult:
         o = self.obs
 
         def r(v: float | None, n: int = 4) -> float | None:
-            return None if v is None else round(float(v), n)
+            # NaN (eyes not visible) is not JSON: null
+            return None if v is None or v != v else round(float(v), n)
 
         return {"type": "frame", "t": round(o.ts, 4), "i": self.frame.index, "face": o.n_faces > 0,
                 "n_faces": o.n_faces, "n_large_faces": o.n_large_faces, "face_frac": r(o.face_frac, 3),
