@@ -116,13 +116,13 @@ class ActiveConfig(Section):
 class DecisionConfig(Section):
     min_frames: int = Field(8, ge=1, le=10000, description="fewest scored frames before any decision")
     min_evidence_s: float = Field(1.0, ge=0, le=60, description="shortest span of scored frames before any decision: a real person gets a fair look, on any frame rate (docs/decision.md)")
-    score_window_s: float = Field(0.0, ge=0, le=60, description="the passive verdict is the median P(live) of the last this-many seconds; 0 = of the whole attempt")
+    score_window_s: float = Field(2.0, ge=0, le=60, description="the passive verdict is the median P(live) of the last this-many seconds; 0 = of the whole attempt")
     threshold: float | None = Field(None, gt=0, lt=1, description="P(live) threshold; empty = the model manifest's")
     attempt_timeout_s: float = Field(10.0, gt=0, le=600)
     face_lost_s: float = Field(1.0, gt=0, le=60)
     cooldown_s: float = Field(3.0, ge=0, le=600)
     rearm: Literal["leave", "cooldown"] = Field("leave", description="after a decision, a new attempt needs the face to leave (absent face_lost_s) and the cooldown; 'cooldown': the cooldown only")
-    early_fail: bool = Field(True, description="fail spoof_suspected as soon as min_frames show a median below the threshold, not at the active check's end")
+    early_fail: bool = Field(False, description="true: fail spoof_suspected as soon as the passive verdict is low; false: keep looking until attempt_timeout_s, so a real person is not refused on a bad second (docs/decision.md)")
 
 
 class MqttConfig(Section):

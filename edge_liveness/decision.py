@@ -267,18 +267,21 @@ class DecisionEngine:
             a.blinks += 1
 
         verdict = a.check.observe(obs)
+        if verdict.state == PASSED:
+            a.active_passed = True
         # a fair look: enough frames AND enough time, whatever the camera's frame rate
         enough = len(a.scores) >= self.cfg.min_frames and a.evidence_s() >= self.cfg.min_evidence_s
         med = a.recent_median(self.cfg.score_window_s)
         passive_low = enough and med is not None and med < self.threshold
-        if passive_low and (self.cfg.early_fail or verdict.state != PENDING):
+        if passive_low and (self.cfg.early_fail or verdict.state == FAILED):
             return self._finish("fail", "spoof_suspected", obs.ts)
         if verdict.state == FAILED:
             return self._finish("fail", verdict.reason or "timeout", obs.ts)
-        if verdict.state == PASSED:
-            a.active_passed = True
-            if enough:
-                return self._finish("pass", "live", obs.ts)
+        # the active check is done but the passive score is low right now: keep looking (until the
+        # attempt's deadline) rather than refuse a real person on a bad second; the score must hold
+        # over decision.score_window_s to pass
+        if a.active_passed and enough and not passive_low:
+            return self._finish("pass", "live", obs.ts)
         if obs.ts - a.started_at >= a.deadline_s:
             if not enough:
                 reason = "timeout"

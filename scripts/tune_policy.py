@@ -27,12 +27,15 @@ GRID = {
     "min_evidence_s": [0.25, 0.5, 1.0, 1.5, 2.0],
     "score_window_s": [0.0, 1.0, 2.0],
     "early_fail": [True, False],
+    "blink_timeout": [6.0, 8.0],
 }
+ACTIVE_KEYS = {"blink_timeout"}
 
 
 def run(obs, settings, policy: dict, model_threshold: float) -> list[dict]:
-    dec = settings.decision.model_copy(update=policy)
-    eng = DecisionEngine(dec, settings.active, settings.detection, ModelInfo("m", "0", model_threshold))
+    dec = settings.decision.model_copy(update={k: v for k, v in policy.items() if k not in ACTIVE_KEYS})
+    act = settings.active.model_copy(update={k: v for k, v in policy.items() if k in ACTIVE_KEYS})
+    eng = DecisionEngine(dec, act, settings.detection, ModelInfo("m", "0", model_threshold))
     first = None
     out = []
     for o in obs:
@@ -69,8 +72,10 @@ def main() -> int:
     ap.add_argument("--holdout", nargs="*", default=[], help="people kept out of the choice")
     ap.add_argument("--report-only", nargs="*", default=[], help="sets kept out of the choice (e.g. td_selfies)")
     ap.add_argument("--out")
+    ap.add_argument("--mode", default=None, help="active.mode to judge (default: the config's)")
+    ap.add_argument("--policy", help="judge this one policy (JSON) instead of searching the grid")
     args = ap.parse_args()
-    settings = load_settings()
+    settings = load_settings(**({"active": {"mode": args.mode}} if args.mode else {}))
     labels = json.loads(Path(args.labels).read_text())
     traces = {n: load_trace(Path(args.traces) / n) for n in sorted(labels) if (Path(args.traces) / n).is_file()}
     from edge_liveness.liveness import LivenessModel, default_model_path
@@ -80,8 +85,8 @@ def main() -> int:
     held = [n for n in traces if n not in tune]
     rows = []
     keys = list(GRID)
-    for values in itertools.product(*(GRID[k] for k in keys)):
-        policy = dict(zip(keys, values))
+    grid = [json.loads(args.policy)] if args.policy else [dict(zip(keys, v)) for v in itertools.product(*(GRID[k] for k in keys))]
+    for policy in grid:
         res = {n: run(traces[n], settings, policy, model_thr) for n in tune}
         s = score(res, labels, tune)
         rows.append((policy, s))
