@@ -18,8 +18,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from edge_liveness.config_problems import ENV_PREFIX, env_var_for  # noqa: F401  (env_var_for: re-exported)
+from edge_liveness.config_problems import env_parse_problem as _env_parse_problem
+from edge_liveness.config_problems import problem_line as _problem_line
+
 DEFAULT_CONFIG_PATH = Path("/etc/edge-liveness/edge-liveness.toml")
-ENV_PREFIX = "EDGE_LIVENESS_"
 
 # Secret files whose names are friendlier than section__key (systemd LoadCredential= names).
 SECRET_ALIASES = {
@@ -307,55 +310,6 @@ class ConfigError(ValueError):
         super().__init__("; ".join(problems))
 
 
-_OP = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-
-
-def env_var_for(loc: tuple | list) -> str | None:
-    """The environment variable that set the value at ``loc``, if one did (env beats the file)."""
-    parts = [str(p) for p in loc]
-    wanted = [ENV_PREFIX + "__".join(parts[:n]).upper() for n in range(len(parts), 0, -1)]
-    present = {k.upper(): k for k in os.environ if k.upper().startswith(ENV_PREFIX)}
-    return next((present[w] for w in wanted if w in present), None)
-
-
-_SECRET_KEYS = {("mqtt", "password"), ("security", "signing_key")}
-
-
-class _Masked:
-    def __repr__(self) -> str:
-        return "(a secret, not shown)"
-
-
-def _problem_line(err: dict) -> str:
-    line = _problem_text(err)
-    var = env_var_for(err.get("loc", ()))
-    return f"{line} (from environment variable {var})" if var else line
-
-
-def _problem_text(err: dict) -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "(config)"
-    kind = err.get("type", "")
-    ctx = err.get("ctx") or {}
-    got = err.get("input")
-    if tuple(str(p) for p in err.get("loc", ()))[:2] in _SECRET_KEYS:
-        got = _Masked()  # a secret of the wrong type must not be echoed into a log
-    if kind == "extra_forbidden":
-        return f"{loc}: unknown key (check the spelling against config/edge-liveness.toml)"
-    if kind in _OP:
-        bound = next(iter(ctx.values()), "?")
-        if isinstance(bound, float) and bound.is_integer():
-            bound = int(bound)
-        return f"{loc}: must be {_OP[kind]} {bound} (got {got!r})"
-    if kind == "literal_error":
-        return f"{loc}: must be one of {ctx.get('expected', '?')} (got {got!r})"
-    if kind == "string_pattern_mismatch":
-        return f"{loc}: must match {ctx.get('pattern')} (got {got!r})"
-    if kind == "missing":
-        return f"{loc}: required"
-    msg = err.get("msg", "invalid").replace("Input should be", "must be").removeprefix("Value error, ")
-    return f"{loc}: {msg} (got {got!r})"
-
-
 def resolve_config_path(path: str | Path | None) -> Path | None:
     if path:
         return Path(path)
@@ -378,19 +332,6 @@ def load_settings(path: str | Path | None = None, secrets_dir: str | Path | None
     finally:
         _config_file.reset(t1)
         _secrets_dir.reset(t2)
-
-
-def _env_parse_problem(e: SettingsError) -> str:
-    """pydantic-settings names the field but not the variable; a whole section must be JSON."""
-    import re
-
-    m = re.search(r'field "([^"]+)"', str(e))
-    section = m.group(1) if m else ""
-    var = env_var_for((section,)) if section else None
-    if var is None:
-        return f"environment: {e}"
-    return (f"{var}: not a JSON object (a whole section in one variable must be JSON, e.g. {var}='{{\"fps\": 15}}'; "
-            f"or set one key: {var}__FPS=15)")
 
 
 def masked_dict(settings: Settings) -> dict[str, Any]:
