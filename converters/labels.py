@@ -67,8 +67,10 @@ def _index_row(path: Path, root: Path) -> dict[str, str] | None:
 
 def label_for(path: Path, root: Path) -> FileLabel | None:
     """The label of ``path`` (under ``root``), or None when neither folder names nor an index say."""
-    row = _index_row(path, root)
-    rel = path.relative_to(root) if path.is_relative_to(root) else path
+    # the folder given may itself be named real/fake (its parent's index.csv may list it too)
+    top = root.parent
+    row = _index_row(path, top)
+    rel = path.relative_to(top) if path.is_relative_to(top) else path
     person = (row or {}).get("person", "") or ""
     for part in reversed(rel.parts[:-1]):
         w = _word(part)

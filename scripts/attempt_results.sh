@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Re-make benchmarks/results/attempts_*.json: `edge-liveness evaluate` on every shared recording set,
 # attempt by attempt, with the shipped models and the default policy (docs/decision.md).
+# Arguments: only these result names (e.g. `stills krzysiek`); none = all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EDGE_LIVENESS_SHARED_DATA:-../shared/data}
@@ -10,8 +11,10 @@ MODEL=models/liveness_mnv2_int8.tflite
 OUT=benchmarks/results
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PY" scripts/make_still_videos.py "$tmp/stills" --shared "$DATA"
+only=" $* "
 run() {  # name dir [mode]
   local name=$1 dir=$2 mode=${3:-blink}
+  if [ "$only" != "  " ] && [[ "$only" != *" $name "* ]]; then return 0; fi
   "$BIN" evaluate "$MODEL" "$dir" --json --active "$mode" > "$OUT/attempts_${name}.json.tmp"
   mv "$OUT/attempts_${name}.json.tmp" "$OUT/attempts_${name}.json"
   echo "$OUT/attempts_${name}.json" >&2

@@ -28,7 +28,9 @@ def empty(ts: float) -> FrameObservation:
 
 
 def engine(mode="blink", rng=None, detection=None, **dec) -> DecisionEngine:
-    d = dict(min_frames=5, attempt_timeout_s=10.0, face_lost_s=1.0, cooldown_s=3.0)
+    # the state machine's paths on a frame count; the time-based policy has its own tests below
+    d = dict(min_frames=5, attempt_timeout_s=10.0, face_lost_s=1.0, cooldown_s=3.0, min_evidence_s=0.0,
+             score_window_s=0.0, early_fail=True)
     d.update(dec)
     return DecisionEngine(DecisionConfig(**d), ActiveConfig(mode=mode, blink_timeout=4.0), detection or DetectionConfig(),
                           MODEL, rng=rng)
@@ -61,8 +63,8 @@ def test_pass_with_blink_and_body_shape():
     body = d.body()
     assert set(body) == {"result", "reason", "attempt_id", "started_at", "duration_s", "evidence"}
     ev = body["evidence"]
-    assert set(ev) == {"frames", "passive_median", "passive_min", "threshold", "blinks", "ear_baseline", "ear_min",
-                       "active_mode", "active_passed", "model"}
+    assert set(ev) == {"frames", "passive_median", "passive_recent_median", "evidence_s", "passive_min", "threshold",
+                       "blinks", "ear_baseline", "ear_min", "active_mode", "active_passed", "model"}
     assert ev["frames"] == 13 and ev["blinks"] == 1 and ev["active_passed"] is True
     assert ev["threshold"] == 0.5 and ev["model"] == {"name": MODEL.name, "sha256": MODEL.sha256}
     assert ev["passive_min"] == pytest.approx(0.8) and 0.8 <= ev["passive_median"] <= 0.84
@@ -398,3 +400,44 @@ def test_prompt_subscriber_verifies_and_drives_the_panel(capsys):
     assert sub.handle(door, ver, "edge-liveness/door1/events", wire) == "decision"
     out = capsys.readouterr().out
     assert "Not verified" in out and "2 beep(s)" in out and door.attempt is None
+
+
+# -- the default policy: a fair look in time, a recent verdict, keep looking (docs/decision.md) -------
+
+def default_engine(mode="blink", **dec) -> DecisionEngine:
+    return DecisionEngine(DecisionConfig(**dec), ActiveConfig(mode=mode), DetectionConfig(), MODEL)
+
+
+def test_default_policy_gives_a_real_person_a_fair_look_in_time_not_frames():
+    # at 30 fps, 8 frames are a quarter of a second: a bad quarter second must not refuse anyone
+    eng = default_engine()
+    low_start = [face(i / 30, p=0.2) for i in range(9)]
+    then_live = [face(i / 30, p=0.9, blink=(i == 60)) for i in range(9, 90)]
+    ds = decisions(run(eng, low_start + then_live))
+    assert [(d.result, d.reason) for d in ds] == [("pass", "live")]
+    assert ds[0].evidence["evidence_s"] >= 1.0
+
+
+def test_default_policy_waits_for_the_passive_score_after_a_blink_then_refuses_a_low_one():
+    eng = default_engine(attempt_timeout_s=4.0)
+    frames = [face(i / 30, p=0.2, blink=(i == 40)) for i in range(150)]
+    ds = decisions(run(eng, frames))
+    assert [(d.result, d.reason) for d in ds] == [("fail", "spoof_suspected")]
+    assert ds[0].duration_s == pytest.approx(4.0, abs=0.05)  # kept looking until the deadline
+    assert ds[0].evidence["active_passed"] is True
+
+
+def test_default_policy_recent_window_lets_a_score_that_recovers_pass():
+    eng = default_engine()
+    frames = [face(i / 30, p=0.2 if i < 45 else 0.9, blink=(i == 50)) for i in range(200)]
+    ds = decisions(run(eng, frames))
+    assert [(d.result, d.reason) for d in ds] == [("pass", "live")]
+    # the 2 s window must be mostly live before the pass: not on the blink frame itself
+    assert ds[0].duration_s > 50 / 30
+
+
+def test_early_fail_true_refuses_as_soon_as_the_verdict_is_low():
+    eng = default_engine(early_fail=True)
+    ds = decisions(run(eng, [face(i / 30, p=0.2) for i in range(90)]))
+    assert [(d.result, d.reason) for d in ds] == [("fail", "spoof_suspected")]
+    assert ds[0].duration_s == pytest.approx(1.0, abs=0.05)
