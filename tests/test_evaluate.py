@@ -9,7 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from converters import pad_metrics
+from conftest import REPO
+from converters import evaluate, pad_metrics
 from edge_liveness.liveness import default_model_path
 
 
@@ -114,3 +115,65 @@ def test_evaluate_bad_paths_are_one_line(tmp_path, capsys):
     assert err.startswith("error:") and "\n" not in err
     assert evaluate.main(_args(model=str(default_model_path()), data_dir=str(tmp_path / "nope"), no_detect=True)) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory, shared_data):
+    """Videos and images, labelled by folder and by an index.csv, plus a corrupt video and a stray file."""
+    import cv2
+
+    from conftest import shared_file
+
+    root = tmp_path_factory.mktemp("videos")
+    (root / "real").mkdir()
+    (root / "other").mkdir()
+    cap = cv2.VideoCapture(str(shared_file("video", "tranvanluyt_real.mp4")))
+    frames = [cap.read()[1] for _ in range(300)]
+    cap.release()
+    h, w = frames[0].shape[:2]
+
+    def write(path, imgs):
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (w, h))
+        for f in imgs:
+            vw.write(f)
+        vw.release()
+
+    write(root / "real" / "clip.mp4", frames[200:290])  # 3 s between blinks (tests/data/blinks: 161-166, 340-344)
+    write(root / "other" / "photo_attack.mp4", [frames[10]] * 240)  # a still photo, 8 s
+    cv2.imwrite(str(root / "real" / "frame.jpg"), frames[10])
+    (root / "other" / "index.csv").write_text("file,label,attack_type,person\nphoto_attack.mp4,fake,print,p1\n")
+    (root / "real" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    (root / "notes.txt").write_text("not media\n")
+    return root
+
+
+def test_evaluate_videos_attempt_level_and_every_bad_file_reported(video_folder, face_models, capsys):
+    model = REPO / "models" / "liveness_mnv2_int8.tflite"
+    rc = evaluate.main(argparse.Namespace(model=str(model), data_dir=str(video_folder), json=True, per_file=False,
+                                          no_detect=False, threshold=None, config=None, active=None))
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    v = out["videos"]
+    assert v["recordings"] == 2 and len(v["unreadable"]) == 1 and "broken.mp4" in v["unreadable"][0]
+    files = {f["file"]: f for f in v["per_file"]}
+    # label from index.csv with its attack type; the still photo never blinks
+    attack = files["other/photo_attack.mp4"]
+    assert attack["label"] == "spoof" and attack["attack_type"] == "print" and attack["person"] == "p1"
+    assert [a["result"] for a in attack["attempts"]] == ["fail"] and attack["attempts"][0]["reason"] == "no_blink"
+    assert v["apcer_per_attack"] == {"print": 0.0}
+    # the 3 s real clip ends before a blink: an attempt with no decision, counted apart
+    real = files["real/clip.mp4"]
+    assert [a["result"] for a in real["attempts"]] == ["incomplete"] and v["bona_fide"]["incomplete"] == 1
+    assert v["bona_fide"]["decided"] == 0 and v["bona_fide"]["pass_rate"] is None
+    # images beside the videos are scored as images; the stray file is counted
+    assert out["n_images"] == 1 and out["non_image"] == 1
+
+
+def test_evaluate_videos_per_file_lines(video_folder, face_models, capsys):
+    model = REPO / "models" / "liveness_mnv2_int8.tflite"
+    rc = evaluate.main(argparse.Namespace(model=str(model), data_dir=str(video_folder / "other"), json=False,
+                                          per_file=True, no_detect=False, threshold=None, config=None, active="challenge"))
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "photo_attack.mp4  [spoof/print]  fail (" in text and "active mode: challenge" in text
+    assert "APCER print: 0.000" in text

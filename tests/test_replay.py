@@ -160,3 +160,31 @@ def test_daemon_killed_mid_backlog_loses_nothing(mosquitto_broker, tmp_path, fac
     assert len({m["event_id"] for m in old}) == len(journaled)
     seqs = [m["seq"] for m in got]
     assert seqs == sorted(seqs), "delivered in seq order"
+
+
+def test_trace_does_not_change_the_decision(face_models):
+    # Issue 18 item 9: --trace scores every frame for study, but the decision must be the daemon's.
+    rc1, plain, _ = replay(str(shared_file(*VIDEO)))
+    rc2, traced, _ = replay(str(shared_file(*VIDEO)), "--trace")
+    decided = [o for o in traced if o.get("type") == "decision"]
+    assert rc1 == rc2 == 0 and len(plain) == len(decided) == 1
+    keep = ("result", "reason", "duration_s")
+    assert {k: plain[0][k] for k in keep} == {k: decided[0][k] for k in keep}
+    assert plain[0]["evidence"]["frames"] == decided[0]["evidence"]["frames"]
+
+
+def test_recording_that_ends_mid_attempt_says_so(face_models, tmp_path):
+    # Issue 18 item 8: an attempt still collecting at the end is reported, never silence.
+    cap = cv2.VideoCapture(str(shared_file(*VIDEO)))
+    ok, img = cap.read()
+    cap.release()
+    still = tmp_path / "face.jpg"
+    cv2.imwrite(str(still), img)
+    rc, out, err = replay(str(still))
+    assert rc == 0 and out == []
+    lines = [line for line in err.splitlines() if line.startswith("incomplete:")]
+    assert len(lines) == 1 and "still collecting when the recording ended" in lines[0] and "1 frames scored" in lines[0]
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), img * 0)
+    rc, out, err = replay(str(blank))
+    assert rc == 0 and out == [] and err.strip().startswith("no attempt: none of the 1 frames")
