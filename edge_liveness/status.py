@@ -248,7 +248,9 @@ def format_human(h: Health) -> str:
             lines.append(f"  last known state: {d.get('state', '?')}" + (f", {_ago(h.age_s)}" if h.age_s is not None else ""))
     if not d:
         return "\n".join(lines)
-    lines.append(f"  camera:   {d.get('camera') or '?'}, {float(d.get('fps') or 0):.1f} fps")
+    fps = d.get("fps")
+    fps_text = f"{fps:.1f}" if isinstance(fps, (int, float)) and not isinstance(fps, bool) else "?"
+    lines.append(f"  camera:   {d.get('camera') or '?'}, {fps_text} fps")
     lines.append(f"  mode:     {d.get('mode') or '?'}")
     sha = d.get("model_sha256") or ""
     lines.append(f"  model:    {d.get('model_name') or '?'}" + (f" (sha256 {sha[:12]}...)" if sha else ""))

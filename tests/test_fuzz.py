@@ -137,7 +137,7 @@ def test_any_duplicated_key_is_refused(pairs, data, nest):
 
 # ----------------------------------------------------------------------------- the CLI, in-process
 
-DOCUMENTED_EXIT = {0, 1, 2, 3}
+DOCUMENTED_EXIT = {0, 1, 2, 3, 4}  # 4: `status` with an unreadable status.json (docs/failure-behaviour.md)
 SECTIONS = ("device", "camera", "models", "detection", "blink", "active", "decision", "mqtt", "security", "storage",
             "logging", "health")
 
@@ -235,8 +235,6 @@ def test_any_environment_variable_is_ok_or_one_line(field, value):
             assert value not in err, "a secret must not be echoed"
 
 
-@pytest.mark.xfail(strict=False, reason="issue 18: a whole-section variable that is not JSON "
-                                        "(EDGE_LIVENESS_CAMERA=notjson) is a traceback until its fix lands")
 @CLI_FAST
 @given(st.sampled_from(SECTIONS), safe_text)
 def test_a_whole_section_environment_variable_is_ok_or_one_line(section, value):
@@ -296,8 +294,6 @@ def status_files(draw) -> bytes:
     return json.dumps(obj, allow_nan=True).encode()
 
 
-@pytest.mark.xfail(strict=False, reason="issue 18 owns `status` on a corrupt status.json (edge_liveness/status.py); "
-                                        "passes once its fix lands")
 @CLI_FAST
 @given(status_files(), st.sampled_from([[], ["--json"]]))
 def test_status_any_status_json(content, extra):
@@ -305,7 +301,7 @@ def test_status_any_status_json(content, extra):
         (Path(d) / "status.json").write_bytes(content)
         code, out, err = cli(["status", *extra], env={"EDGE_LIVENESS_STORAGE__STATE_DIR": d})
     assert_clean(code, err)
-    assert code in (0, 2, 3)
+    assert code in (0, 1, 3, 4)  # running / running but no frame yet / not running / status file unreadable
 
 
 @CLI_FAST
