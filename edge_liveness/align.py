@@ -130,3 +130,21 @@ def align_crop(image: np.ndarray, anchors: FaceAnchors, size: int, margin: float
     if img.ndim == 2 and image.ndim == 3:
         img = img[:, :, None]
     return AlignedCrop(img, matrix, inverse, side)
+
+
+DEFAULT_CONTEXT_SCALE = 2.7
+
+
+def context_crop(frame: np.ndarray, anchors: FaceAnchors, size: int, scale: float = DEFAULT_CONTEXT_SCALE,
+                 out: np.ndarray | None = None) -> AlignedCrop:
+    """The wider view around the face: the same aligned square as ``align_crop``, ``scale`` x the face box.
+
+    The tight crop shows skin texture; this one shows what surrounds the face, where a phone bezel,
+    fingers, a paper edge, glare or the screen's own border gives an attack away (the Silent-Face
+    project feeds 2.7x and 4x views for the same reason). ``scale`` is the crop side over the face
+    box side, so ``scale = 1 + 2 * margin``; beyond the frame the border is replicated, as in
+    ``align_crop``.
+    """
+    if not scale >= 1.0:
+        raise ValueError(f"context scale must be >= 1 (crop side over face box side), got {scale}")
+    return align_crop(frame, anchors, size, margin=(float(scale) - 1.0) / 2.0, out=out)
