@@ -86,29 +86,29 @@ class LogisticHead:
         return w.astype(np.float32), float(self.b - (self.mean / self.std) @ self.w)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 400, lr: float = 0.05, seed: int = 0,
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 250, lr: float = 0.05, seed: int = 0,
                  sample_weight: np.ndarray | None = None) -> LogisticHead:
     """Full-batch Adam on the class-balanced logistic loss (numpy; a second for a few thousand crops)."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
     mean, std = x.mean(0), x.std(0) + 1e-6
-    z = (x - mean) / std
+    z = (x - mean) / std  # float32: the two matrix products per step are the whole cost
     n_pos, n_neg = max(1.0, y.sum()), max(1.0, (1 - y).sum())
-    sw = np.where(y == 1, 0.5 / n_pos, 0.5 / n_neg)
+    sw = np.where(y == 1, 0.5 / n_pos, 0.5 / n_neg).astype(np.float32)
     if sample_weight is not None:
         sw = sw * sample_weight / np.average(sample_weight)
     rng = np.random.default_rng(seed)
-    w = rng.normal(0, 1e-3, z.shape[1])
+    w = rng.normal(0, 1e-3, z.shape[1]).astype(np.float32)
     b = 0.0
     m = np.zeros(z.shape[1] + 1)
     v = np.zeros_like(m)
     for t in range(1, steps + 1):
         p = 1.0 / (1.0 + np.exp(-np.clip(z @ w + b, -30, 30)))
-        g = sw * (p - y)
-        grad = np.concatenate([z.T @ g + l2 * w, [g.sum()]])
+        g = (sw * (p - y)).astype(np.float32)  # a float64 here would cast all of z every step
+        grad = np.concatenate([z.T @ g + l2 * w, [g.sum()]]).astype(np.float64)
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad * grad
         step = lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
-        w -= step[:-1]
-        b -= step[-1]
+        w -= step[:-1].astype(np.float32)
+        b -= float(step[-1])
     return LogisticHead(mean.astype(np.float32), std.astype(np.float32), w.astype(np.float32), float(b))
