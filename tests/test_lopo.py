@@ -33,8 +33,8 @@ def _nuaa_subset(shared: Path, dest: Path, subjects: set[str], per_class: int) -
     rows = list(csv.DictReader(open(src / "index.csv", newline="")))
     keep = []
     for s in sorted(subjects):
-        for label in ("live", "spoof"):
-            keep += [r for r in rows if r["subject"] == s and r["label"] == label][:per_class]
+        for folder in ("live", "spoof"):  # NUAA labels spoof rows "spoof_print"; the folder is the class
+            keep += [r for r in rows if r["subject"] == s and r["file"].startswith(folder + "/")][:per_class]
     for r in keep:
         (dest / r["file"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / r["file"], dest / r["file"])
