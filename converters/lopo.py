@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import pad_metrics
-from .dataset import CONTEXT_DIR, DatasetError, _rows_of
+from .dataset import CONTEXT_DIR, IMAGE_EXT, DatasetError, _rows_of
 
 RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion")
 # people the shipped model (models/liveness_mnv2_int8.json) was trained or validated on
@@ -56,6 +56,7 @@ class Data:
     person: np.ndarray  # identity (crops_x and frames of x are one person)
     kind: np.ndarray  # frames | crops | watermarked
     attack: np.ndarray  # print | replay | ""
+    photo: np.ndarray  # True: the crop comes from a still photo, not a video frame
     tight: np.ndarray  # features
     context: np.ndarray | None  # features (rows of crops_* hold the replicated-border view: never used)
 
@@ -72,7 +73,7 @@ def load(root: Path, weights: str, size: int | None, cache: Path | None) -> Data
     folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and (p / "index.csv").is_file())
     if not folders:
         raise DatasetError(f"{root}: no dataset folders (make them with scripts/lopo_data.sh)")
-    parts: dict[str, list] = {k: [] for k in ("files", "labels", "person", "kind", "attack", "tight", "context")}
+    parts: dict[str, list] = {k: [] for k in ("files", "labels", "person", "kind", "attack", "photo", "tight", "context")}
     for d in folders:
         meta = json.loads((d / "dataset.json").read_text())
         if "context" not in meta:
@@ -96,11 +97,13 @@ def load(root: Path, weights: str, size: int | None, cache: Path | None) -> Data
         parts["labels"] += [1 if r["label"] == "live" else 0 for r in rows]
         parts["person"] += [_identity(str(r["subject"])) for r in rows]
         parts["kind"] += [kind] * len(rows)
+        parts["photo"] += [Path(r.get("source", "")).suffix.lower() in IMAGE_EXT for r in rows]
         parts["attack"] += [(r["attack_type"] or "replay") if r["label"] == "spoof" else "" for r in rows]
         parts["tight"].append(views["tight"])
         parts["context"].append(views["context"])
     return Data(parts["files"], np.array(parts["labels"]), np.array(parts["person"]), np.array(parts["kind"]),
-                np.array(parts["attack"]), np.concatenate(parts["tight"]), np.concatenate(parts["context"]))
+                np.array(parts["attack"]), np.array(parts["photo"], bool), np.concatenate(parts["tight"]),
+                np.concatenate(parts["context"]))
 
 
 def real_only_groups(data: Data, seed: int = 0) -> list[list[str]]:
@@ -162,7 +165,9 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
     per_person: dict[str, dict] = {}
     real_unseen: dict[str, list] = {}  # person -> accepted flags
-    watermarked: list[bool] = []
+    real_photo: list[bool] = []  # accepted flags of still photos of unseen real people
+    watermarked: list[bool] = []  # video frames of td_selfies (the watermark runs across them)
+    td_photos: list[bool] = []  # td_selfies' still selfies (no watermark), never trained on
     t0 = time.monotonic()
     for p in attackers:
         acc_l, acc_s, aucs, thrs = [], [], [], []
@@ -185,9 +190,12 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
             se = _sigmoid(score(ev))
             for q, a in zip(data.person[ev], se >= thr):
                 real_unseen.setdefault(str(q), []).append(bool(a))
+            real_photo += (se[data.photo[ev]] >= thr).tolist()
             wm = np.flatnonzero(data.kind == "watermarked")
             if len(wm):
-                watermarked += (_sigmoid(score(wm)) >= thr).tolist()
+                acc = _sigmoid(score(wm)) >= thr
+                watermarked += acc[~data.photo[wm]].tolist()
+                td_photos += acc[data.photo[wm]].tolist()
         apcer = 1.0 - float(np.mean(np.logical_not(acc_s))) if acc_s else None
         bpcer = float(np.mean(np.logical_not(acc_l))) if acc_l else None
         acer = (apcer + bpcer) / 2 if apcer is not None and bpcer is not None else None
@@ -199,7 +207,12 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
         if p in FLAGGED:
             per_person[p]["flag"] = FLAGGED[p]
         print(f"[{name}] {p}: APCER {apcer:.3f} BPCER {bpcer:.3f} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
-    return summarise(name, per_person, real_unseen, watermarked, target_bpcer, groups)
+    res = summarise(name, per_person, real_unseen, watermarked, target_bpcer, groups)
+    res["bpcer_unseen_real_photos"] = float(1 - np.mean(real_photo)) if real_photo else None
+    res["n_unseen_real_photo_judgements"] = len(real_photo)
+    res["bpcer_td_selfies_photos"] = float(1 - np.mean(td_photos)) if td_photos else None
+    res["note_watermarked"] = "bpcer_watermarked_td_selfies counts td_selfies' video frames only (the watermark); its photos are bpcer_td_selfies_photos"
+    return res
 
 
 def summarise(name: str, per_person: dict, real_unseen: dict, watermarked: list, target_bpcer: float, groups) -> dict:
@@ -268,7 +281,9 @@ def shipped_report(data: Data, model_path: Path, root: Path, target_bpcer: float
                               "worst_acer": float(max(rep)) if rep else None},
             "print_unseen": pr.to_dict() if pr else None,
             "bpcer_real_people": float((scores[real_only] < thr).mean()),
-            "bpcer_watermarked_td_selfies": float((scores[data.kind == "watermarked"] < thr).mean()) if (data.kind == "watermarked").any() else None,
+            "bpcer_real_people_photos": float((scores[real_only & data.photo] < thr).mean()) if (real_only & data.photo).any() else None,
+            "bpcer_watermarked_td_selfies": float((scores[(data.kind == "watermarked") & ~data.photo] < thr).mean()) if (data.kind == "watermarked").any() else None,
+            "bpcer_td_selfies_photos": float((scores[(data.kind == "watermarked") & data.photo] < thr).mean()) if (data.kind == "watermarked").any() else None,
             "per_person": per,
         }
     return out
@@ -338,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         rp, pr = r["replay"] or {}, r["print"] or {}
         print(f"{n:>16}: replay mean ACER {rp.get('mean_acer', float('nan')):.3f} worst {rp.get('worst_acer', float('nan')):.3f} "
               f"({rp.get('worst_person')}); print pooled ACER {pr.get('pooled_acer', float('nan')):.3f}; "
-              f"BPCER unseen real {r['bpcer_unseen_real_people']:.3f}; watermarked {r['bpcer_watermarked_td_selfies']}")
+              f"BPCER unseen real {r['bpcer_unseen_real_people']:.3f} (photos {r['bpcer_unseen_real_photos']}, "
+              f"td_selfies photos {r['bpcer_td_selfies_photos']}); "
+              f"watermarked {r['bpcer_watermarked_td_selfies']}")
     return 0
 
 
