@@ -92,6 +92,9 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
         assert sorted(p for g in groups for p in g) == ["zju_1", "zju_2", "zju_4", "zju_5"]
         assert set(r["bpcer_unseen_real_per_person"]) == {"zju_1", "zju_2", "zju_4", "zju_5"}
         assert r["print"]["people"] == 3 and r["replay"] is None
+        # per attempt (one ZJU clip = one attempt, judged on its median score) and per still photo (none here)
+        assert 0.0 <= r["bpcer_unseen_real_attempts"] <= 1.0 and r["n_unseen_real_attempt_judgements"] == 3 * lopo.N_GROUPS
+        assert r["bpcer_unseen_real_photos"] is None
     # prints of unseen NUAA subjects are separable from frozen ImageNet features even with two training subjects
     aucs = [v["auc"] for v in json.loads((out / "liveness_lopo_two-view-concat.json").read_text())["per_person"].values()]
     assert np.mean(aucs) > 0.8
