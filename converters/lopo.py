@@ -291,6 +291,8 @@ def shipped_report(data: Data, model_path: Path, root: Path, target_bpcer: float
             "print_unseen": pr.to_dict() if pr else None,
             "bpcer_real_people": float((scores[real_only] < thr).mean()),
             "bpcer_real_people_photos": float((scores[real_only & data.photo] < thr).mean()) if (real_only & data.photo).any() else None,
+            "bpcer_real_people_attempts": float(np.mean([np.median(scores[real_only & (data.source == src)]) < thr
+                                                         for src in sorted(set(data.source[real_only].tolist()))])),
             "bpcer_watermarked_td_selfies": float((scores[(data.kind == "watermarked") & ~data.photo] < thr).mean()) if (data.kind == "watermarked").any() else None,
             "bpcer_td_selfies_photos": float((scores[(data.kind == "watermarked") & data.photo] < thr).mean()) if (data.kind == "watermarked").any() else None,
             "per_person": per,
