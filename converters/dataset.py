@@ -37,6 +37,7 @@ LIVE_NAMES = {"live", "real", "bonafide", "bona_fide", "genuine"}
 SPOOF_NAMES = {"spoof", "fake", "attack", "attacks", "print", "replay", "screen"}
 DEFAULT_SIZE = 128
 DEFAULT_MARGIN = 0.25
+CONTEXT_DIR = "context"  # context crops of a dataset folder: <out>/context/<label>/<same name>.png
 
 
 class DatasetError(ValueError):
@@ -64,7 +65,7 @@ class FaceCropper:
     is used (NUAA frames often show a bystander behind the subject).
     """
 
-    def __init__(self, size: int, margin: float, settings=None):
+    def __init__(self, size: int, margin: float, settings=None, context_scale: float | None = None):
         from edge_liveness.config import load_settings
         from edge_liveness.face import FaceDetector
         from edge_liveness.landmarks import Landmarker
@@ -73,17 +74,25 @@ class FaceCropper:
         self.detector = FaceDetector.from_settings(settings)
         self.landmarker = Landmarker.from_settings(settings)
         self.size, self.margin = int(size), float(margin)
+        self.context_scale = None if context_scale is None else float(context_scale)
 
     def crop(self, frame_bgr: np.ndarray) -> tuple[np.ndarray | None, int]:
-        from edge_liveness.align import align_crop
+        tight, _, n = self.crop_views(frame_bgr)
+        return tight, n
+
+    def crop_views(self, frame_bgr: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+        """(tight crop, context crop or None when no ``context_scale``, number of faces); both from the same anchors."""
+        from edge_liveness.align import align_crop, context_crop
 
         faces = self.detector.detect(frame_bgr)
         if not faces:
-            return None, 0
+            return None, None, 0
         face = max(faces, key=lambda f: f.area)
         lm = self.landmarker.run(frame_bgr, face.anchors())
         anchors = lm.anchors() if lm is not None and lm.presence >= 0.5 else face.anchors()
-        return align_crop(frame_bgr, anchors, self.size, self.margin).image, len(faces)
+        tight = align_crop(frame_bgr, anchors, self.size, self.margin).image
+        ctx = context_crop(frame_bgr, anchors, self.size, self.context_scale).image if self.context_scale else None
+        return tight, ctx, len(faces)
 
 
 def label_from_path(path: Path) -> str | None:
@@ -170,17 +179,26 @@ def read_frames(path: Path, every: int, stats: ExtractStats) -> Iterator[tuple[i
 
 
 class DatasetWriter:
-    """Crops under ``out/<label>/`` and rows appended to ``out/index.csv``."""
+    """Crops under ``out/<label>/`` and rows appended to ``out/index.csv``.
 
-    def __init__(self, out: Path, size: int, margin: float):
+    With ``context_scale`` each face's context crop goes to ``out/context/<label>/`` under the same
+    name (the index stays one row per face, so both views of a face share its subject and split).
+    """
+
+    def __init__(self, out: Path, size: int, margin: float, context_scale: float | None = None):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         meta = self.out / "dataset.json"
         want = {"crop": {"size": int(size), "margin": float(margin)}}
+        if context_scale is not None:
+            want["context"] = {"size": int(size), "scale": float(context_scale)}
         if meta.is_file():
             have = json.loads(meta.read_text())
             if have.get("crop") != want["crop"]:
                 raise DatasetError(f"{self.out} holds crops made with {have.get('crop')}, not {want['crop']}: use another --out or the same --size/--margin")
+            if have.get("context") != want.get("context"):
+                raise DatasetError(f"{self.out} holds context crops {have.get('context')}, not {want.get('context')}: "
+                                   f"use another --out or the same --context-scale")
         else:
             meta.write_text(json.dumps(want, indent=2) + "\n")
         self.index = self.out / "index.csv"
@@ -190,14 +208,16 @@ class DatasetWriter:
         if new:
             self._w.writeheader()
 
-    def write(self, crop: np.ndarray, label: str, name: str, row: dict) -> str:
+    def write(self, crop: np.ndarray, label: str, name: str, row: dict, context: np.ndarray | None = None) -> str:
         import cv2
 
         rel = Path(label) / f"{name}.png"
-        dest = self.out / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(dest), crop):
-            raise DatasetError(f"cannot write {dest}: check free space and permissions of --out")
+        for dest, img in ((self.out / rel, crop), (self.out / CONTEXT_DIR / rel, context)):
+            if img is None:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(dest), img):
+                raise DatasetError(f"cannot write {dest}: check free space and permissions of --out")
         self._w.writerow({**row, "file": rel.as_posix(), "label": label})
         return rel.as_posix()
 
@@ -211,7 +231,7 @@ def _safe(s: str) -> str:
 
 def extract(src: Path, label: str, out: Path, every: int = 1, margin: float = DEFAULT_MARGIN, size: int = DEFAULT_SIZE,
             subject: str | None = None, attack_type: str | None = None, cropper: FaceCropper | None = None,
-            progress: bool = True) -> ExtractStats:
+            progress: bool = True, context_scale: float | None = None) -> ExtractStats:
     src = Path(src)
     if not src.exists():
         raise DatasetError(f"{src}: no such file or folder")
@@ -219,9 +239,11 @@ def extract(src: Path, label: str, out: Path, every: int = 1, margin: float = DE
         raise DatasetError(f"--label must be live or spoof, got {label!r}")
     if every < 1:
         raise DatasetError(f"--every must be >= 1, got {every}")
+    if context_scale is not None and not context_scale >= 1.0:
+        raise DatasetError(f"--context-scale must be >= 1 (crop side over face box side, e.g. 2.7), got {context_scale}")
     stats = ExtractStats()
-    cropper = cropper or FaceCropper(size, margin)
-    writer = DatasetWriter(out, size, margin)
+    cropper = cropper or FaceCropper(size, margin, context_scale=context_scale)
+    writer = DatasetWriter(out, size, margin, context_scale)
     src_rows = _source_index(src)
     root = src if src.is_dir() else src.parent
     t0 = time.monotonic()
@@ -239,17 +261,18 @@ def extract(src: Path, label: str, out: Path, every: int = 1, margin: float = DE
             for frame_no, frame in read_frames(media, every, stats):
                 stats.frames += 1
                 try:
-                    crop, n = cropper.crop(frame)
+                    crop, ctx, n = cropper.crop_views(frame)
                 except ValueError as e:  # degenerate anchors, odd frame formats
                     log.debug("%s frame %d: %s", media, frame_no, e)
-                    crop, n = None, 0
+                    crop, ctx, n = None, None, 0
                 if crop is None:
                     stats.no_face += 1
                     continue
                 stats.multiple_faces += n > 1
                 name = f"{base}_f{frame_no:05d}" if is_video else base
                 writer.write(crop, label, name, {"source": str(media), "frame": frame_no, "subject": subj,
-                                                 "recording": recording, "attack_type": atype if label == "spoof" else ""})
+                                                 "recording": recording, "attack_type": atype if label == "spoof" else ""},
+                             context=ctx)
                 stats.faces += 1
                 if progress and stats.frames % 50 == 0:
                     progress_line(f"{stats.frames} frames, {stats.faces} faces, {stats.no_face} without a face "
@@ -274,6 +297,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="crop side in pixels = the model's input size (default 128)")
     p.add_argument("--subject", default=None, help="subject/person id for every crop (default: from SRC's index.csv)")
     p.add_argument("--attack-type", default=None, help="spoof only: print, replay, ... (default: from index.csv or the path)")
+    p.add_argument("--context-scale", type=float, default=None,
+                   help="also write the wider context crop (side = this x the face box, e.g. 2.7) under OUT/context/")
 
 
 def main(args) -> int:
@@ -284,7 +309,7 @@ def main(args) -> int:
         return 2
     try:
         stats = extract(Path(args.src), args.label, Path(args.out), args.every, args.margin, args.size, args.subject,
-                        args.attack_type)
+                        args.attack_type, context_scale=getattr(args, "context_scale", None))
     except (DatasetError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -330,7 +355,7 @@ def _rows_of(d: Path) -> list[dict]:
                 if label is None:
                     continue
                 rows.append({"path": p, "label": label, "subject": r.get("subject") or r.get("person") or idx.parent.name,
-                             "attack_type": r.get("attack_type") or ""})
+                             "attack_type": r.get("attack_type") or "", "source": r.get("source") or ""})
                 covered.add(p)
     if not indexes:
         for p in sorted(d.rglob("*")) if d.is_dir() else [d]:

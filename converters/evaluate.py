@@ -36,11 +36,12 @@ class EvaluateError(ValueError):
 class Scorer:
     """P(live) for one BGR uint8 crop of ``size`` pixels, plus what the crop must look like."""
 
-    predict_bgr: Callable[[np.ndarray], float]
+    predict_bgr: Callable[..., float]  # (tight crop) or, with context_scale, (tight crop, context crop)
     size: int
     margin: float
     threshold: float | None
     name: str
+    context_scale: float | None = None  # a two-view model: it also needs align.context_crop at this scale
 
 
 def load_scorer(path: Path, num_threads: int = 2) -> Scorer:
@@ -52,6 +53,8 @@ def load_scorer(path: Path, num_threads: int = 2) -> Scorer:
 
         if manifest_path(path).is_file():
             m = LivenessModel(path, num_threads=num_threads)
+            if m.views == 2:
+                return Scorer(m.predict_views, m.input_size, m.crop_margin, m.threshold, m.name, m.context_scale)
             return Scorer(m.predict, m.input_size, m.crop_margin, m.threshold, m.name)
         from edge_liveness.runtime import TFLiteModel
 
@@ -98,10 +101,12 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         raise EvaluateError(f"{data_dir}: no such folder")
     files = [data_dir] if data_dir.is_file() else sorted(p for p in data_dir.rglob("*") if p.is_file())
     cropper = None
+    if scorer.context_scale is not None and not detect:
+        raise EvaluateError(f"{scorer.name} is a two-view model: it needs the frames around the faces, not crops (drop --no-detect)")
     if detect:
         from .dataset import FaceCropper
 
-        cropper = FaceCropper(scorer.size, scorer.margin)
+        cropper = FaceCropper(scorer.size, scorer.margin, context_scale=scorer.context_scale)
     res = EvalResult()
     for n, p in enumerate(files, 1):
         if p.suffix.lower() not in IMAGE_EXT:
@@ -117,9 +122,10 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         if img is None:
             res.unreadable.append(str(p))
             continue
+        ctx = None
         if cropper is not None:
             try:
-                crop, _ = cropper.crop(img)
+                crop, ctx, _ = cropper.crop_views(img)
             except ValueError:
                 crop = None
             if crop is None:
@@ -128,7 +134,8 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         else:
             crop = img if img.shape[:2] == (scorer.size, scorer.size) else cv2.resize(img, (scorer.size, scorer.size), interpolation=cv2.INTER_AREA)
         res.labels.append(1 if label == "live" else 0)
-        res.scores.append(scorer.predict_bgr(np.ascontiguousarray(crop)))
+        views = (crop,) if ctx is None else (crop, ctx)
+        res.scores.append(scorer.predict_bgr(*(np.ascontiguousarray(v) for v in views)))
         res.files.append(str(p))
         res.attack_types.append(lab.attack_type if label == "spoof" else "")
         if progress and n % 100 == 0:

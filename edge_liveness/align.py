@@ -113,10 +113,11 @@ def crop_matrices(anchors: FaceAnchors, size: int, margin: float) -> tuple[np.nd
 
 
 def align_crop(image: np.ndarray, anchors: FaceAnchors, size: int, margin: float = 0.25,
-               out: np.ndarray | None = None) -> AlignedCrop:
+               out: np.ndarray | None = None, border: int = cv2.BORDER_REPLICATE) -> AlignedCrop:
     """Rotate by the eye line, crop the square around the face with ``margin``, resize to ``size``.
 
     ``out`` (size, size, C) of the image's dtype is reused when given (no allocation per frame).
+    ``border``: how pixels beyond the frame are filled (OpenCV border mode; black for BORDER_CONSTANT).
     """
     if size < 8:
         raise ValueError(f"crop size must be >= 8 pixels, got {size}")
@@ -126,7 +127,26 @@ def align_crop(image: np.ndarray, anchors: FaceAnchors, size: int, margin: float
     kw = {}
     if out is not None:
         kw["dst"] = out
-    img = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE, **kw)
+    img = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, **kw)
     if img.ndim == 2 and image.ndim == 3:
         img = img[:, :, None]
     return AlignedCrop(img, matrix, inverse, side)
+
+
+DEFAULT_CONTEXT_SCALE = 2.7
+
+
+def context_crop(frame: np.ndarray, anchors: FaceAnchors, size: int, scale: float = DEFAULT_CONTEXT_SCALE,
+                 out: np.ndarray | None = None) -> AlignedCrop:
+    """The wider view around the face: the same aligned square as ``align_crop``, ``scale`` x the face box.
+
+    The tight crop shows skin texture; this one shows what surrounds the face, where a phone bezel,
+    fingers, a paper edge, glare or the screen's own border gives an attack away (the Silent-Face
+    project feeds 2.7x and 4x views for the same reason). ``scale`` is the crop side over the face
+    box side, so ``scale = 1 + 2 * margin``. Beyond the frame it is black, not replicated: a close
+    face's wide view runs off the frame, and replicated edge pixels make streaks, a texture that
+    says nothing about the face but that a model would learn anyway.
+    """
+    if not scale >= 1.0:
+        raise ValueError(f"context scale must be >= 1 (crop side over face box side), got {scale}")
+    return align_crop(frame, anchors, size, margin=(float(scale) - 1.0) / 2.0, out=out, border=cv2.BORDER_CONSTANT)

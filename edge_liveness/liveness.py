@@ -6,6 +6,10 @@ with, what the output means, the decision threshold chosen on the int8 model's o
 sha256 of the ``.tflite`` it belongs to. A model without its manifest, or with a manifest for other
 bytes, is refused: a wrong threshold or crop silently ruins every decision.
 
+A two-view model (manifest key ``context``: {size, scale}) scores the tight crop AND the wider
+context crop (``align.context_crop``): one network run on each, output [tight-head logit,
+context-head logit], fused as ``sigmoid((l_tight + l_context) / 2)`` by :meth:`predict_views`.
+
 No TensorFlow here: everything goes through :class:`edge_liveness.runtime.TFLiteModel`.
 """
 
@@ -56,7 +60,11 @@ def read_manifest(model_path: str | Path) -> dict[str, Any]:
 
 
 class LivenessModel:
-    """``predict(crop_bgr) -> P(live)`` for one aligned face crop (uint8 BGR, size x size x 3)."""
+    """``predict(crop_bgr) -> P(live)`` for one aligned face crop (uint8 BGR, size x size x 3).
+
+    Two-view models: ``predict_views(tight_bgr, context_bgr) -> P(live)``; ``context_scale`` and
+    ``context_size`` say how to cut the context crop (``views == 2``).
+    """
 
     def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
@@ -98,8 +106,21 @@ class LivenessModel:
                              f"{list(want)}: re-convert the model or fix the manifest")
         if self.crop_size != self.input_size:
             raise ModelError(f"liveness manifest crop size {self.crop_size} differs from the input size {self.input_size}: the crop must be cut at the input size")
-        if len(self.model.outputs) != 1 or int(np.prod(self.model.outputs[0].shape)) != 1:
-            raise ModelError(f"liveness model {self.path.name} must have one output with one value (P(live)), has "
+        ctx = m.get("context")
+        self.views = 2 if ctx else 1
+        self.context_size: int | None = None
+        self.context_scale: float | None = None
+        if ctx:
+            try:
+                self.context_size, self.context_scale = int(ctx["size"]), float(ctx["scale"])
+            except (TypeError, ValueError, KeyError) as e:
+                raise ModelError(f"liveness model manifest {manifest_path(self.path)} has a bad context field ({e}): "
+                                 f"re-create it with `python -m converters.two_view`") from None
+            if self.context_size != self.input_size or self.context_scale < 1.0:
+                raise ModelError(f"liveness manifest context {ctx} must have size {self.input_size} and scale >= 1")
+        if len(self.model.outputs) != 1 or int(np.prod(self.model.outputs[0].shape)) != self.views:
+            want_out = "one value (P(live))" if self.views == 1 else "two values (tight and context logits)"
+            raise ModelError(f"liveness model {self.path.name} must have one output with {want_out}, has "
                              f"{[list(o.shape) for o in self.model.outputs]}")
         self._spec = spec
         self._out = self.model.outputs[0]
@@ -118,6 +139,23 @@ class LivenessModel:
         return self.model.runtime
 
     def predict(self, crop_bgr: np.ndarray) -> float:
+        if self.views != 1:
+            raise ValueError(f"{self.name} is a two-view model: call predict_views(tight_crop, context_crop)")
+        return float(self._run(crop_bgr)[0])
+
+    def predict_views(self, tight_bgr: np.ndarray, context_bgr: np.ndarray | None = None) -> float:
+        """P(live) from the tight crop and the context crop (the latter ignored by one-view models)."""
+        if self.views == 1:
+            return float(self._run(tight_bgr)[0])
+        lt = float(self._run(tight_bgr)[0])
+        if context_bgr is None:
+            raise ValueError(f"{self.name} needs the context crop too (align.context_crop, scale {self.context_scale})")
+        lc = float(self._run(context_bgr)[1])
+        z = (lt + lc) / 2.0
+        return float(1.0 / (1.0 + np.exp(-z))) if z >= 0 else float(np.exp(z) / (1.0 + np.exp(z)))
+
+    def _run(self, crop_bgr: np.ndarray) -> np.ndarray:
+        """The model's dequantised output values for one crop."""
         s = self.input_size
         if crop_bgr.shape != (s, s, 3) or crop_bgr.dtype != np.uint8:
             raise ValueError(f"liveness crop must be ({s}, {s}, 3) uint8, got {crop_bgr.shape} {crop_bgr.dtype}")
@@ -140,13 +178,12 @@ class LivenessModel:
         m = self.model
         m.set_input_raw(self._x)
         m.invoke()
-        raw = m.output_raw(0)
+        raw = m.output_raw(0).reshape(-1)
         o = self._out
-        v = (float(raw.reshape(-1)[0]) - o.zero_point) * o.scale if o.quantized else float(raw.reshape(-1)[0])
-        return v
+        return (raw.astype(np.float64) - o.zero_point) * o.scale if o.quantized else raw.astype(np.float64)
 
     def describe(self) -> dict[str, Any]:
         d = self.model.describe()
         d.update({"name": self.name, "sha256": self.sha256, "threshold": self.threshold, "crop_size": self.crop_size,
-                  "crop_margin": self.crop_margin})
+                  "crop_margin": self.crop_margin, "views": self.views, "context_scale": self.context_scale})
         return d

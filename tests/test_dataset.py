@@ -135,3 +135,26 @@ def test_copy_subset_and_subject_filters(tmp_path):
     assert set(sub.subjects) == {"s1", "s3"} and sub.crop == {"size": 32, "margin": 0.25}
     rest = load_crops(d, exclude_subjects={"s1"})
     assert "s1" not in set(rest.subjects) and len(rest) == 18
+
+
+def test_extract_writes_context_view_beside_the_tight_crop(nuaa_folder, face_models, tmp_path):
+    import cv2
+
+    out = tmp_path / "ds"
+    stats = extract(nuaa_folder / "live", "live", out, size=64, margin=0.25, progress=False, context_scale=2.7)
+    assert stats.faces == 4
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["context"] == {"size": 64, "scale": 2.7} and meta["crop"] == {"size": 64, "margin": 0.25}
+    rows = list(csv.DictReader(open(out / "index.csv", newline="")))
+    assert len(rows) == 4  # one row per face: both views share its subject and split
+    for r in rows:
+        tight, ctx = cv2.imread(str(out / r["file"])), cv2.imread(str(out / "context" / r["file"]))
+        assert tight.shape == ctx.shape == (64, 64, 3)
+        # two different views of the same face, not one image written twice
+        assert np.abs(tight.astype(int) - ctx.astype(int)).mean() > 5
+    # the context view is not mistaken for more crops of the dataset
+    assert len(load_crops(out)) == 4
+    with pytest.raises(DatasetError, match="context crops"):
+        extract(nuaa_folder / "live", "live", out, size=64, margin=0.25, progress=False)
+    with pytest.raises(DatasetError, match="--context-scale must be >= 1"):
+        extract(nuaa_folder / "live", "live", tmp_path / "ds2", size=64, progress=False, context_scale=0.5)

@@ -177,3 +177,20 @@ def test_evaluate_videos_per_file_lines(video_folder, face_models, capsys):
     assert rc == 0
     assert "photo_attack.mp4  [spoof/print]  fail (" in text and "active mode: challenge" in text
     assert "APCER print: 0.000" in text
+
+
+def test_evaluate_a_two_view_model_cuts_both_views(messy_folder, face_models, capsys):
+    """The two-view model through `evaluate`: the detector's anchors give the tight and the context crop."""
+    from pathlib import Path
+
+    from converters import evaluate
+
+    two_view = Path(__file__).resolve().parent.parent / "models" / "liveness_two_view_int8.tflite"
+    args = argparse.Namespace(model=str(two_view), data_dir=str(messy_folder), json=True, no_detect=False, threshold=None)
+    assert evaluate.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_live"] > 0 and out["n_spoof"] > 0 and out["apcer"] is not None
+    assert out["threshold"] == json.loads(two_view.with_suffix(".json").read_text())["threshold"]
+    args.no_detect = True
+    assert evaluate.main(args) == 2
+    assert "two-view model" in capsys.readouterr().err

@@ -114,3 +114,26 @@ def test_align_crop_geometry(shared_data):
     assert np.abs(c.image[v, u].astype(int) - img[int(round(y)), int(round(x))].astype(int)).max() < 40
     bigger = align_crop(img, a, 128, 0.5)
     assert bigger.side > c.side * 1.19
+
+
+def test_context_crop_is_the_same_square_scaled(shared_data):
+    from edge_liveness.align import context_crop
+
+    img = cv2.imread(str(shared_file("faces", "face_recognition_examples", "obama.jpg")))
+    a = FaceAnchors(left_eye=(550.0, 260.0), right_eye=(430.0, 230.0), mouth=(480.0, 380.0))
+    tight = align_crop(img, a, 128, 0.25)
+    ctx = context_crop(img, a, 128, 2.7)
+    face_box = tight.side / 1.5
+    assert ctx.image.shape == (128, 128, 3)
+    assert abs(ctx.side - 2.7 * face_box) < 1e-6
+    # same centre and eye line: the crop centre maps to the same frame point in both views
+    centre = np.array([63.5, 63.5])
+    assert np.allclose(tight.to_frame(centre), ctx.to_frame(centre))
+    eyes = ctx.to_crop(np.array([a.right_eye, a.left_eye]))
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 1e-6
+    # the face box (the middle 1/2.7 of the context view) holds the tight view's face, resampled
+    inner = cv2.resize(ctx.image[40:88, 40:88], (128, 128), interpolation=cv2.INTER_LINEAR)
+    face_only = align_crop(img, a, 128, 0.0 + (48 / 128 * 2.7 - 1) / 2).image
+    assert np.abs(inner.astype(int) - face_only.astype(int)).mean() < 12
+    with pytest.raises(ValueError, match="context scale must be >= 1"):
+        context_crop(img, a, 128, 0.5)

@@ -1,0 +1,111 @@
+"""Leave-one-person-out validation (converters/lopo.py) on a small real data set: NUAA frames and ZJU clips.
+
+Needs TensorFlow (the frozen ImageNet MobileNetV2 features) and Coral's ImageNet .tflite in the shared data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converters.dataset import DatasetError, extract
+
+pytestmark = pytest.mark.workstation
+
+SIZE = 64
+CORAL = ("models", "imagenet_mobilenet_v2_int8_tflite_coral", "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+
+
+def _tf_or_skip():
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"TensorFlow is not importable ({e}): pip install '.[workstation]'")
+
+
+def _nuaa_subset(shared: Path, dest: Path, subjects: set[str], per_class: int) -> Path:
+    src = shared / "liveness" / "nuaa"
+    rows = list(csv.DictReader(open(src / "index.csv", newline="")))
+    keep = []
+    for s in sorted(subjects):
+        for folder in ("live", "spoof"):  # NUAA labels spoof rows "spoof_print"; the folder is the class
+            keep += [r for r in rows if r["subject"] == s and r["file"].startswith(folder + "/")][:per_class]
+    for r in keep:
+        (dest / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src / r["file"], dest / r["file"])
+    with open(dest / "index.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def lopo_root(shared_data, face_models, tmp_path_factory) -> Path:
+    """Both views of 3 NUAA subjects (live + print) and of 4 ZJU people (live only), cut by `dataset extract`."""
+    _tf_or_skip()
+    tmp = tmp_path_factory.mktemp("lopo")
+    nuaa = _nuaa_subset(shared_data, tmp / "nuaa_src", {"0001", "0002", "0003"}, 6)
+    root = tmp / "root"
+    extract(nuaa / "live", "live", root / "frames_nuaa", size=SIZE, progress=False, context_scale=2.7)
+    extract(nuaa / "spoof", "spoof", root / "frames_nuaa", size=SIZE, progress=False, context_scale=2.7,
+            attack_type="print")
+    zju = shared_data / "blink" / "zju"
+    for person in ("1", "2", "4", "5"):
+        clip = sorted((zju / person).glob("*.avi"))[0]
+        extract(clip, "live", root / "frames_zju", size=SIZE, every=40, progress=False, context_scale=2.7,
+                subject=f"zju_{person}")
+    return root
+
+
+def test_threshold_for_bpcer_rejects_at_most_the_target():
+    from converters.lopo import threshold_for_bpcer
+
+    live = np.linspace(0.01, 1.0, 100)
+    thr = threshold_for_bpcer(live, 0.02)
+    assert (live < thr).mean() <= 0.02 and (live < thr).sum() == 2
+    assert threshold_for_bpcer(live, 0.0) == pytest.approx(0.01)  # reject nobody
+
+
+def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people(lopo_root, shared_data, tmp_path):
+    from converters import lopo
+
+    out = tmp_path / "results"
+    rc = lopo.main([str(lopo_root), "--out", str(out), "--recipes", "tight,two-view-concat", "--shipped", "",
+                    "--weights", str(shared_data.joinpath(*CORAL)), "--cache", str(tmp_path / "cache")])
+    assert rc == 0
+    for recipe in ("tight", "two-view-concat"):
+        r = json.loads((out / f"liveness_lopo_{recipe}.json").read_text())
+        assert set(r["per_person"]) == {"0001", "0002", "0003"}  # every person with attacks is held out once
+        for p, v in r["per_person"].items():
+            assert v["attack_type"] == "print" and v["n_live"] == 6 and v["n_attack"] == 6
+            assert 0.0 <= v["apcer"] <= 1.0 and 0.0 <= v["bpcer"] <= 1.0
+            assert v["acer"] == pytest.approx((v["apcer"] + v["bpcer"]) / 2)
+            assert len(v["thresholds"]) == lopo.N_GROUPS  # one model per real-people repetition
+        # the real-only people are split into groups, and each is judged as unseen
+        groups = r["real_only_groups"]
+        assert sorted(p for g in groups for p in g) == ["zju_1", "zju_2", "zju_4", "zju_5"]
+        assert set(r["bpcer_unseen_real_per_person"]) == {"zju_1", "zju_2", "zju_4", "zju_5"}
+        assert r["print"]["people"] == 3 and r["replay"] is None
+        # per attempt (one ZJU clip = one attempt, judged on its median score) and per still photo (none here)
+        assert 0.0 <= r["bpcer_unseen_real_attempts"] <= 1.0 and r["n_unseen_real_attempt_judgements"] == 3 * lopo.N_GROUPS
+        assert r["bpcer_unseen_real_photos"] is None
+    # prints of unseen NUAA subjects are separable from frozen ImageNet features even with two training subjects
+    aucs = [v["auc"] for v in json.loads((out / "liveness_lopo_two-view-concat.json").read_text())["per_person"].values()]
+    assert np.mean(aucs) > 0.8
+    assert (out / "liveness_lopo.png").stat().st_size > 10_000
+
+
+def test_lopo_refuses_folders_without_context_in_one_line(shared_data, face_models, tmp_path):
+    _tf_or_skip()
+    from converters import lopo
+
+    nuaa = _nuaa_subset(shared_data, tmp_path / "src", {"0001"}, 1)
+    extract(nuaa / "live", "live", tmp_path / "root" / "frames_nuaa", size=SIZE, progress=False)
+    with pytest.raises(DatasetError, match="re-extract with `dataset extract --context-scale 2.7`"):
+        lopo.load(tmp_path / "root", str(shared_data.joinpath(*CORAL)), None, None)
