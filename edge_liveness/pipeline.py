@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_liveness.align import align_crop
+from edge_liveness.align import align_crop, context_crop
 from edge_liveness.blink import BlinkDetector, EyeSample, load_blink_model
 from edge_liveness.blink_model import BlinkModel
 from edge_liveness.camera import Frame
@@ -128,14 +128,18 @@ class Pipeline:
         eyes = self.blink.update(frame.ts, lm, frame.image if precise else frame.image.shape, pose)
         ms["eyes"] = (clock() - t) * 1e3
 
-        # 4. passive liveness on the aligned crop, only when an attempt can use it
+        # 4. passive liveness on the aligned crop (and, for a two-view model, the wider context crop
+        # around it: a bezel, a hand, a paper edge), only when an attempt can use it
         p_live = None
         if lm is not None and (self.engine.wants_liveness or self.always_classify):
             t = clock()
-            crop = align_crop(frame.image, lm.anchors(), self.crop_size, self.crop_margin)
+            lv = self.models.liveness
+            anchors = lm.anchors()
+            crop = align_crop(frame.image, anchors, self.crop_size, self.crop_margin)
+            context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale) if lv.views == 2 else None
             ms["crop"] = (clock() - t) * 1e3
             t = clock()
-            p_live = self.models.liveness.predict(crop.image)
+            p_live = lv.predict_views(crop.image, None if context is None else context.image)
             ms["classify"] = (clock() - t) * 1e3
 
         # 5. decide
