@@ -94,8 +94,8 @@ def x86_trace(tmp_path_factory) -> Path:
     if not VIDEO.is_file():
         pytest.skip(f"no {VIDEO} (shared data)")
     d = tmp_path_factory.mktemp("pi")
-    clip = d / "clip.mp4"
-    subprocess.run([sys.executable, str(COMPARE), "cut", str(VIDEO), str(clip), "--start", "110", "--frames", "96"],
+    clip = d / "clip.mkv"
+    subprocess.run([sys.executable, str(COMPARE), "cut", str(VIDEO), str(clip), "--start", "150", "--frames", "60"],
                    check=True, capture_output=True, timeout=120)
     out = d / "x86.jsonl"
     with out.open("w") as f:
@@ -107,14 +107,14 @@ def x86_trace(tmp_path_factory) -> Path:
 
 def test_the_clip_decides_pass_on_x86(x86_trace):
     t = pi_compare.read_trace(x86_trace)
-    assert len(t.frames) == 96
+    assert len(t.frames) == 60
     assert t.decision == ("pass", "live")
 
 
 def test_identical_traces_compare_clean(x86_trace, tmp_path):
     out = tmp_path / "r.json"
     rc = pi_compare.main(["compare", "--x86", str(x86_trace), "--pi", f"cortex-a72={x86_trace}",
-                          "--pi-ms", "cortex-a72=48000", "--out", str(out)])
+                          "--pi-ms", "cortex-a72=30000", "--out", str(out)])
     assert rc == 0
     report = json.loads(out.read_text())
     cpu = report["cpus"][0]
@@ -133,7 +133,7 @@ def _rewrite(src: Path, dst: Path, change) -> Path:
 def test_a_score_beyond_tolerance_fails_and_names_the_frame(x86_trace, tmp_path):
     def bump(o):
         if o.get("type") == "frame" and o["i"] == 40 and o.get("p_live") is not None:
-            o["p_live"] = round(o["p_live"] + 0.2, 4)
+            o["p_live"] = round(o["p_live"] + 0.2 * (1 if o["p_live"] < 0.5 else -1), 4)
         return o
     r = pi_compare.compare(pi_compare.read_trace(x86_trace), pi_compare.read_trace(_rewrite(x86_trace, tmp_path / "a.jsonl", bump)), "cortex-a76")
     assert len(r.problems) == 1 and "frame 40" in r.problems[0]

@@ -5,8 +5,9 @@
     compare.py compare --x86 TRACE --pi CPU=TRACE [--pi-ms CPU=MS] [--pi-versions CPU=FILE] --out JSON
 
 A trace is `edge-liveness replay --trace` output: one JSON line per frame, plus decision lines.
-The check passes when every CPU's decision (result and reason) equals x86's, the same frames show a
-face, and every frame's p_live is within P_LIVE_TOLERANCE of x86's. Exit 1 with one line per
+The check passes when every CPU's decision (result and reason, blinks and frames of evidence) equals
+x86's, the same frames show a face, and p_live agrees within the tolerances below (per frame, mean, and
+the decision's passive median). Exit 1 with one line per
 difference otherwise.
 """
 from __future__ import annotations
@@ -20,12 +21,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# The int8 model gives x86's outputs exactly on the same input (measured); what may differ is the input:
-# OpenCV 4.x on the Pi vs 5.x here decode the clip, and float32 face models under a different SIMD
-# path place the crop a fraction of a pixel apart. One int8 output step is 1/256 = 0.0039;
-# 0.05 (about 13 steps) is far below the margin any decision here rests on, and catches a wrong
-# kernel (QEMU's `max` CPU gives differences of 0.3 and more).
-P_LIVE_TOLERANCE = 0.05
+# Tolerances, from measurements on the same lossless clip (docs/pi.md). The int8 model gives x86's
+# outputs exactly on the same input; what differs is its input: the float32 face models and OpenCV's
+# warps run other SIMD code on ARM and place the crop a fraction of a pixel apart, and single-frame
+# p_live moves by several int8 steps (1/256) with that. Measured: x86 with OpenCV 4.11 vs 5.0 differs
+# by up to 0.066 per frame (mean 0.018); the emulated cortex-a72 vs x86 by up to 0.082 (mean 0.021).
+# The decision rests on a median over about a second, which moved by at most 0.024.
+P_LIVE_TOLERANCE = 0.125  # any one frame (32 int8 steps)
+MEAN_TOLERANCE = 0.04  # mean |diff| over the clip
+MEDIAN_TOLERANCE = 0.05  # the decision's evidence.passive_median
 
 
 @dataclass
@@ -50,6 +54,7 @@ class CpuResult:
     max_abs_p_live_diff: float
     mean_abs_p_live_diff: float
     identical_p_live_frames: int
+    passive_median_diff: float | None = None
     replay_s: float | None = None
     s_per_frame: float | None = None
     versions: list[str] = field(default_factory=list)
@@ -98,6 +103,19 @@ def compare(x86: Trace, pi: Trace, cpu: str, tolerance: float = P_LIVE_TOLERANCE
             problems.append(f"{cpu}: frame {a.get('i')}: p_live {pb} vs x86 {pa} (|diff| {d:.4f} > {tolerance})")
     if not diffs:
         problems.append(f"{cpu}: no frame with a p_live on both sides: nothing was compared")
+    elif sum(diffs) / len(diffs) > MEAN_TOLERANCE:
+        problems.append(f"{cpu}: mean |p_live diff| {sum(diffs) / len(diffs):.4f} > {MEAN_TOLERANCE}")
+    median_diff = None
+    if x86.decisions and pi.decisions:
+        ea, eb = x86.decisions[-1].get("evidence", {}), pi.decisions[-1].get("evidence", {})
+        if ea.get("passive_median") is not None and eb.get("passive_median") is not None:
+            median_diff = round(abs(float(ea["passive_median"]) - float(eb["passive_median"])), 5)
+            if median_diff > MEDIAN_TOLERANCE:
+                problems.append(f"{cpu}: decision evidence passive_median {eb['passive_median']} vs x86 "
+                                f"{ea['passive_median']} (|diff| {median_diff} > {MEDIAN_TOLERANCE})")
+        for key in ("blinks", "frames"):
+            if ea.get(key) != eb.get(key):
+                problems.append(f"{cpu}: decision evidence {key} {eb.get(key)} vs x86 {ea.get(key)}")
     return CpuResult(
         cpu=cpu,
         decision=list(pi.decision) if pi.decision else None,
@@ -106,6 +124,7 @@ def compare(x86: Trace, pi: Trace, cpu: str, tolerance: float = P_LIVE_TOLERANCE
         max_abs_p_live_diff=round(max(diffs, default=0.0), 5),
         mean_abs_p_live_diff=round(sum(diffs) / len(diffs), 5) if diffs else 0.0,
         identical_p_live_frames=sum(1 for d in diffs if d == 0.0),
+        passive_median_diff=median_diff,
         problems=problems,
     )
 
@@ -128,7 +147,9 @@ def cut(video: Path, out: Path, start: int, frames: int) -> int:
         raise SystemExit(f"compare.py: cannot open {video}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     writer, written, index = None, 0, 0
-    tmp = out.with_suffix(".part.mp4")
+    # FFV1 is lossless: both sides decode the very same pixels (an mp4v clip decodes differently on
+    # ARM and x86, measured: every frame differs), so what the comparison sees is the CPU's arithmetic.
+    tmp = out.with_name(out.stem + ".part" + out.suffix)
     while written < frames:
         ok, frame = cap.read()
         if not ok:
@@ -137,7 +158,7 @@ def cut(video: Path, out: Path, start: int, frames: int) -> int:
         if index <= start:
             continue
         if writer is None:
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"FFV1"), fps, (frame.shape[1], frame.shape[0]))
         writer.write(frame)
         written += 1
     if writer is None or written < frames:
@@ -189,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         status = "FAIL" if r.problems else "ok"
         print(f"check_pi: {cpu}: {status}: decision {r.decision} (x86 {list(x86.decision or [])}), "
               f"{r.frames_compared} frames' p_live compared, max |diff| {r.max_abs_p_live_diff}, "
-              f"mean {r.mean_abs_p_live_diff}, {r.identical_p_live_frames} identical"
+              f"mean {r.mean_abs_p_live_diff}, {r.identical_p_live_frames} identical, "
+              f"passive_median |diff| {r.passive_median_diff}"
               + (f", {r.s_per_frame} s per emulated frame" if r.s_per_frame else ""))
         for p in r.problems[:20]:
             print(f"check_pi:   {p}")
@@ -202,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             "host": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "qemu": qemu.splitlines()[0] if qemu else None,
             "clip": a.clip,
-            "tolerance_p_live": a.tolerance,
+            "tolerance": {"p_live_per_frame": a.tolerance, "p_live_mean": MEAN_TOLERANCE,
+                          "passive_median": MEDIAN_TOLERANCE},
             "x86_decision": list(x86.decision) if x86.decision else None,
             "x86_frames": len(x86.frames),
             "install_s": a.install_seconds,
