@@ -188,7 +188,7 @@ import sys, platform, numpy, bottleneck, cv2, ai_edge_litert
 from importlib.metadata import version
 print(f"numpy {numpy.__version__} from {numpy.__file__}")
 if not numpy.__file__.startswith("/usr/lib/python3/dist-packages/"):
-    sys.exit("check_pi: the venv has a numpy of its own: apt's picamera2 would not share it")
+    sys.exit("check_pi: the venv has a numpy of its own, which picamera2 from apt would not share")
 print(f"bottleneck {bottleneck.__version__} (built against numpy 1.x) from {bottleneck.__file__}: nansum={bottleneck.nansum(numpy.arange(4.0))}")
 print("opencv-python-headless", version("opencv-python-headless"), f"(cv2 {cv2.__version__}),", "ai-edge-litert", version("ai-edge-litert"))
 print(f"python {sys.version.split()[0]} on {platform.machine()}")

@@ -25,7 +25,7 @@ if [ $# -gt 0 ] || [ "${EDGE_LIVENESS_PI_CHECK:-1}" = 0 ]; then
   echo "==> emulated Raspberry Pi check left out (pytest arguments given or EDGE_LIVENESS_PI_CHECK=0)"
   exit 0
 fi
-PI_TIMEOUT=${EDGE_LIVENESS_PI_TIMEOUT:-840}
+PI_TIMEOUT=${EDGE_LIVENESS_PI_TIMEOUT:-720}
 echo "==> emulated Raspberry Pi check (scripts/check_pi.sh, at most ${PI_TIMEOUT}s)"
 set +e
 timeout --kill-after=30 "$PI_TIMEOUT" bash scripts/check_pi.sh
