@@ -148,7 +148,9 @@ make_venv() {
         # Debian's numpy 1.24: a numpy 2 in the venv would shadow it and break `import picamera2`
         # ("numpy.dtype size changed"). Pinning the venv to apt's numpy version means pip finds it in
         # the system site packages and installs no numpy at all: one numpy for picamera2 and the
-        # daemon. pip then picks the newest OpenCV wheel that accepts numpy 1.x (docs/pi.md).
+        # daemon. opencv-python-headless 4.12 and later require numpy >= 2: 4.11 is the newest that
+        # accepts numpy 1.x, and naming it spares the Pi pip's backtracking through five 35 MB wheels
+        # (measured under emulation, docs/pi.md).
         local np_version np_imported
         # 1:1.24.2-1+deb12u1 -> 1.24.2
         np_version=$(dpkg-query -W -f='${Version}' python3-numpy 2>/dev/null | sed 's/^[0-9]*://; s/[-+~].*//') || np_version=""
@@ -161,12 +163,13 @@ make_venv() {
             local why="python3 imports numpy ${np_imported:-(none)}, not apt's python3-numpy $np_version: remove the other numpy (pip list --path /usr/local/lib/python3*/dist-packages), then rerun"
             if [ "$DRY_RUN" = 1 ]; then say "WARNING: $why"; else die "$why"; fi
         fi
-        say "Pi: the venv shares apt's numpy $np_version with picamera2 (constraint numpy==$np_version)"
+        say "Pi: the venv shares apt's numpy $np_version with picamera2 (constraints numpy==$np_version, opencv-python-headless<4.12)"
         run mkdir -p "$PREFIX/etc"
+        local constraints=("numpy==$np_version" "opencv-python-headless<4.12")
         if [ "$DRY_RUN" = 1 ]; then
-            echo "+ echo 'numpy==$np_version' > $PREFIX/etc/pi-constraints.txt"
+            echo "+ write $PREFIX/etc/pi-constraints.txt, one a line: ${constraints[*]}"
         else
-            echo "numpy==$np_version" >"$PREFIX/etc/pi-constraints.txt"
+            printf '%s\n' "${constraints[@]}" >"$PREFIX/etc/pi-constraints.txt"
         fi
         pip+=(-c "$PREFIX/etc/pi-constraints.txt")
     fi

@@ -33,7 +33,7 @@ def test_pi_dry_run_takes_numpy_from_apt_and_pins_the_venv_to_it():
     apt = next(line for line in r.stdout.splitlines() if "apt-get install" in line)
     assert "python3-numpy" in apt.split() and "python3-picamera2" in apt.split()
     # the constraint file pins numpy to apt's version, and pip installs under it
-    assert "echo 'numpy==" in r.stdout
+    assert "numpy==" in r.stdout and "opencv-python-headless<4.12" in r.stdout
     pip = next(line for line in r.stdout.splitlines() if "pip install" in line)
     assert "-c /opt/edge-liveness/etc/pi-constraints.txt" in pip
     # the order matters: apt first (numpy present), then venv, then pip under the constraint
