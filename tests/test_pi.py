@@ -175,3 +175,18 @@ def test_a_non_trace_file_is_one_clear_line(tmp_path):
     with pytest.raises(SystemExit) as e:
         pi_compare.read_trace(bad)
     assert "not a JSON line" in str(e.value) and "replay --trace" in str(e.value)
+
+
+def test_check_pi_scripts_pass_shellcheck():
+    sc = shutil.which("shellcheck")
+    if sc is None:
+        pytest.skip("shellcheck not installed (scripts/test.sh installs it)")
+    r = subprocess.run([sc, "-x", str(CHECK_PI)], capture_output=True, text=True, cwd=REPO / "scripts")
+    assert r.returncode == 0, r.stdout
+
+
+def test_ci_runs_check_pi_after_pytest_under_a_timeout():
+    text = (REPO / "scripts" / "test.sh").read_text()
+    assert text.index('-m pytest') < text.index("scripts/check_pi.sh")
+    line = next(ln for ln in text.splitlines() if "scripts/check_pi.sh" in ln and not ln.lstrip().startswith("#"))
+    assert line.lstrip().startswith("timeout ")
