@@ -118,8 +118,9 @@ uninstall() {
 install_packages() {
     local pkgs=(python3 python3-venv python3-pip ca-certificates)
     case "$PLATFORM" in
-        # picamera2 needs libcamera's Python bindings, which exist only as Debian packages.
-        pi) pkgs+=(python3-picamera2) ;;
+        # picamera2 needs libcamera's Python bindings, which exist only as Debian packages; its
+        # simplejpeg is built against Debian's numpy 1.x, so the venv takes that very numpy (make_venv).
+        pi) pkgs+=(python3-numpy python3-picamera2) ;;
         # JetPack's OpenCV is built with GStreamer (nvarguscamerasrc); the PyPI wheel is not.
         jetson) say "Jetson: CSI cameras need JetPack's OpenCV with GStreamer (python3-opencv / nvidia-opencv from JetPack)" ;;
     esac
@@ -144,12 +145,31 @@ make_venv() {
     local pip=("$VENV/bin/python" -m pip install --no-cache-dir --upgrade)
     if [ "$PLATFORM" = pi ]; then
         # Bookworm's python3-picamera2 stack (simplejpeg, libcamera bindings) is built against
-        # Debian's numpy 1.24: a numpy 2 in the venv would shadow it and break `import picamera2`.
+        # Debian's numpy 1.24: a numpy 2 in the venv would shadow it and break `import picamera2`
+        # ("numpy.dtype size changed"). Pinning the venv to apt's numpy version means pip finds it in
+        # the system site packages and installs no numpy at all: one numpy for picamera2 and the
+        # daemon. opencv-python-headless 4.12 and later require numpy >= 2: 4.11 is the newest that
+        # accepts numpy 1.x, and naming it spares the Pi pip's backtracking through five 35 MB wheels
+        # (measured under emulation, docs/pi.md).
+        local np_version np_imported
+        # 1:1.24.2-1+deb12u1 -> 1.24.2
+        np_version=$(dpkg-query -W -f='${Version}' python3-numpy 2>/dev/null | sed 's/^[0-9]*://; s/[-+~].*//') || np_version=""
+        np_imported=$(python3 -c 'import numpy; print(numpy.__version__)' 2>/dev/null) || np_imported=""
+        if [ -z "$np_version" ]; then
+            [ "$DRY_RUN" = 1 ] || die "apt's python3-numpy is not installed: apt-get install python3-numpy, then rerun"
+            np_version="<apt's python3-numpy version>"
+        elif [ "$np_imported" != "$np_version" ]; then
+            # e.g. a pip-installed numpy in /usr/local shadows apt's: picamera2 would break with it too.
+            local why="python3 imports numpy ${np_imported:-(none)}, not apt's python3-numpy $np_version: remove the other numpy (pip list --path /usr/local/lib/python3*/dist-packages), then rerun"
+            if [ "$DRY_RUN" = 1 ]; then say "WARNING: $why"; else die "$why"; fi
+        fi
+        say "Pi: the venv shares apt's numpy $np_version with picamera2 (constraints numpy==$np_version, opencv-python-headless<4.12)"
         run mkdir -p "$PREFIX/etc"
+        local constraints=("numpy==$np_version" "opencv-python-headless<4.12")
         if [ "$DRY_RUN" = 1 ]; then
-            echo "+ echo 'numpy<2' > $PREFIX/etc/pi-constraints.txt"
+            echo "+ write $PREFIX/etc/pi-constraints.txt, one a line: ${constraints[*]}"
         else
-            echo 'numpy<2' >"$PREFIX/etc/pi-constraints.txt"
+            printf '%s\n' "${constraints[@]}" >"$PREFIX/etc/pi-constraints.txt"
         fi
         pip+=(-c "$PREFIX/etc/pi-constraints.txt")
     fi
@@ -285,6 +305,10 @@ if [ "$UNINSTALL" = 1 ]; then
     uninstall
     exit 0
 fi
+# ai-edge-litert publishes x86_64 and aarch64 wheels only: 32-bit Raspberry Pi OS cannot run the model.
+case "$(uname -m)" in
+    armv6l|armv7l|armhf|arm) die "32-bit ARM ($(uname -m)) has no ai-edge-litert wheel: install the 64-bit Raspberry Pi OS (Bookworm, arm64) and rerun" ;;
+esac
 [ -n "$PLATFORM" ] || PLATFORM=$(detect_platform)
 case "$PLATFORM" in pi|jetson|generic) ;; *) die "--platform must be pi, jetson or generic (got '$PLATFORM')" ;; esac
 [ -f "$SRC/pyproject.toml" ] || die "$SRC is not an edge-liveness checkout (no pyproject.toml)"

@@ -18,3 +18,20 @@ if "$VENV/bin/edge-liveness" bench --help >/dev/null 2>&1; then
   echo "==> benchmark smoke run (no thresholds)"
   "$VENV/bin/edge-liveness" bench --frames 30 --out "$(mktemp -d)" --no-baseline --no-targets
 fi
+# The daemon on an emulated Raspberry Pi 4 and 5 (docs/pi.md). Bounded: CI must stay well under 30 min.
+# It prints one SKIP line (exit 0) where QEMU's binfmt handler cannot be registered.
+# A run of chosen tests (arguments given) or EDGE_LIVENESS_PI_CHECK=0 leaves it out.
+if [ $# -gt 0 ] || [ "${EDGE_LIVENESS_PI_CHECK:-1}" = 0 ]; then
+  echo "==> emulated Raspberry Pi check left out (pytest arguments given or EDGE_LIVENESS_PI_CHECK=0)"
+  exit 0
+fi
+PI_TIMEOUT=${EDGE_LIVENESS_PI_TIMEOUT:-720}
+echo "==> emulated Raspberry Pi check (scripts/check_pi.sh, at most ${PI_TIMEOUT}s)"
+set +e
+timeout --kill-after=30 "$PI_TIMEOUT" bash scripts/check_pi.sh
+rc=$?
+set -e
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+  echo "check_pi: FAIL: did not finish within ${PI_TIMEOUT}s (EDGE_LIVENESS_PI_TIMEOUT raises it; a cold cache builds the root filesystem first)" >&2
+fi
+exit $rc
