@@ -139,7 +139,7 @@ in_pi() {
 }
 
 # ------------------------------------------------------------------------------- the run
-build_rootfs
+build_rootfs || skip "could not build the arm64 root filesystem (the Debian mirror $MIRROR unreachable or failing: see the mmdebstrap lines above)"
 in_pi cortex-a72 /bin/true || skip "the aarch64 root filesystem does not execute under QEMU here"
 
 say "copying the checkout (tracked and untracked, not ignored) to /src/edge-liveness"
