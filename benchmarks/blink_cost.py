@@ -23,7 +23,6 @@ import numpy as np
 from edge_liveness.blink import BlinkDetector, load_blink_model
 from edge_liveness.config import load_settings
 from edge_liveness.eyes import EyeRefiner
-from edge_liveness.headpose import estimate_pose
 from edge_liveness.tracking import FaceFinder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,15 +50,15 @@ def main() -> int:
             break
         lm = finder.process(img).landmarks
         if lm is not None:
-            frames.append((img, lm, estimate_pose(lm, img.shape)))  # the pipeline hands the pose over
+            frames.append((img, lm))
     eye_ms, all_ms = [], []
     for rep in range(2):  # the first pass warms caches; the second is measured
         det.reset()
-        for i, (img, lm, pose) in enumerate(frames):
+        for i, (img, lm) in enumerate(frames):
             t0 = time.perf_counter()
             refiner.run(img, lm.points)
             t1 = time.perf_counter()
-            det.update(i / fps, lm, img, pose)
+            det.update(i / fps, lm, img)
             t2 = time.perf_counter()
             if rep:
                 eye_ms.append((t1 - t0) * 1e3)

@@ -55,7 +55,7 @@ class Clip:
 
 def _cache_key(video: Path) -> str:
     st = video.stat()
-    return hashlib.sha256(f"{video.resolve()}|{st.st_size}|{st.st_mtime_ns}|v2".encode()).hexdigest()[:20]
+    return hashlib.sha256(f"{video.resolve()}|{st.st_size}|{st.st_mtime_ns}|v3".encode()).hexdigest()[:20]
 
 
 def extract(annotations, pipeline, cache: Path, log) -> list[Clip]:
@@ -302,7 +302,7 @@ def main(args: argparse.Namespace) -> int:
             cv_clips[t].extend(per_clip[t])
         log(f"fold {k}/{len(folds)} (test {', '.join(fold)}): F1 at 0.5 = {_f1(*per_thr[0.5]):.3f}")
     best = max(THRESHOLDS, key=lambda t: (_f1(*cv_totals[t]), -abs(t - 0.5)))
-    log(f"cross-validated F1 by threshold: " + ", ".join(f"{t}: {_f1(*cv_totals[t]):.3f}" for t in THRESHOLDS)
+    log("cross-validated F1 by threshold: " + ", ".join(f"{t}: {_f1(*cv_totals[t]):.3f}" for t in THRESHOLDS)
         + f"; chosen {best}")
     xs, ys = training_set(train, cfg.baseline_s, rng)
     model = fit(xs, ys, args.epochs, args.seed)

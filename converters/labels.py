@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-LIVE_WORDS = {"live", "real", "living", "genuine", "bonafide", "bona_fide"}
-SPOOF_WORDS = {"spoof", "fake", "attack", "replay", "print"}
+from .dataset import LIVE_NAMES, SPOOF_NAMES, attack_type_from_path
 
 
 @dataclass(frozen=True)
@@ -26,20 +25,15 @@ class FileLabel:
 
 def _word(part: str) -> str | None:
     p = part.lower()
-    if p in LIVE_WORDS:
+    if p in LIVE_NAMES:
         return "live"
-    if p in SPOOF_WORDS:
+    if p in SPOOF_NAMES:
         return "spoof"
     return None
 
 
 def _attack_from_path(path: Path) -> str:
-    for part in reversed(path.parts):
-        p = part.lower()
-        for t in ("print", "replay", "screen", "mask", "photo"):
-            if t in p:
-                return {"photo": "print", "screen": "replay"}.get(t, t)
-    return ""
+    return attack_type_from_path(path) or ""
 
 
 @lru_cache(maxsize=256)
@@ -71,17 +65,13 @@ def label_for(path: Path, root: Path) -> FileLabel | None:
     top = root.parent
     row = _index_row(path, top)
     rel = path.relative_to(top) if path.is_relative_to(top) else path
-    person = (row or {}).get("person", "") or ""
-    for part in reversed(rel.parts[:-1]):
-        w = _word(part)
-        if w is not None:
-            return FileLabel(w, "" if w == "live" else (_index_attack(row) or _attack_from_path(rel) or "unknown"), person)
-    if row is None:
+    word = next((w for w in map(_word, reversed(rel.parts[:-1])) if w is not None), None)
+    if word is None and row is not None:
+        word = _word((row.get("label") or "").strip())
+    if word is None:
         return None
-    w = _word((row.get("label") or "").strip())
-    if w is None:
-        return None
-    return FileLabel(w, "" if w == "live" else (_index_attack(row) or _attack_from_path(rel) or "unknown"), person)
+    attack = "" if word == "live" else (_index_attack(row) or _attack_from_path(rel) or "unknown")
+    return FileLabel(word, attack, (row or {}).get("person", "") or "")
 
 
 def _index_attack(row: dict[str, str] | None) -> str:

@@ -163,7 +163,6 @@ def threshold_for_bpcer(live_scores: np.ndarray, target: float) -> float:
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0) -> dict:
     rec = Recipe(name, data, l2)
     groups = real_only_groups(data, seed)
-    people_grp = {p: g for g, ps in enumerate(groups) for p in ps}
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
     per_person: dict[str, dict] = {}
     real_unseen: dict[str, list] = {}  # person -> accepted flags

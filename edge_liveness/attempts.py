@@ -48,10 +48,9 @@ def attempt_from_decision(d, first_face_at: float | None) -> Attempt:
                    max(0.0, ttd), int(ev.get("blinks", 0)), str(ev.get("active_mode", "")))
 
 
-def replay_attempts(pipeline, path: str | Path, on_frame: Callable[[Any], None] | None = None,
-                    on_output: Callable[[Any], None] | None = None) -> Recording:
-    """Run ``path`` through ``pipeline`` (reset first) as fast as possible; ``on_frame(result)`` and
-    ``on_output(decision_or_prompt)`` see everything as it happens (``replay`` prints them)."""
+def replay_attempts(pipeline, path: str | Path, on_frame: Callable[[Any], None] | None = None) -> Recording:
+    """Run ``path`` through ``pipeline`` (reset first) as fast as possible; ``on_frame(result)`` sees
+    every processed frame (``blinks score`` and the trace recorder read them)."""
     rec = Recording(Path(path))
     pipeline.reset()
     pipeline.engine.reset()
@@ -69,8 +68,6 @@ def replay_attempts(pipeline, path: str | Path, on_frame: Callable[[Any], None] 
             if on_frame is not None:
                 on_frame(r)
             for out in r.outputs:
-                if on_output is not None:
-                    on_output(out)
                 if out.kind == "decision":
                     rec.attempts.append(attempt_from_decision(out, first_face))
                     first_face = None

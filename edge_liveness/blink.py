@@ -1,25 +1,27 @@
 """Blink events from a learned temporal model over per-eye signals.
 
-    landmarks + eye contours + pose -> EyeSignals -> BlinkWindow (0.6 s, resampled, normalised)
+    landmarks + eye contours -> EyeSignals -> BlinkWindow (0.6 s, resampled, normalised)
         -> BlinkModel P(in a blink) for the moment 0.2 s ago -> runs of P >= threshold -> blinks
 
-A blink is a run of judged moments the model marks as "in a blink" that
-- ends with the eyes open again while the face stays visible (a face leaving the frame, or eyes
-  the camera cannot resolve, ends the run without a blink),
-- lasted at most ``blink.max_closed_s`` (eyes kept shut, or a long look down, are not blinks) and at
-  least ``blink.min_closed_s``,
-- and had no frame where the eyes moved faster than ``MAX_EYE_SPEED`` eye widths per second (a jerk
-  of the head blurs the eyes and throws the landmarks off them; tranvanluyt_real.mp4 frames 378-382
-  slid the mesh onto the cheek at 27-90 widths/s, while a real blink during a brisk head turn moved
-  11-12 widths/s, apfol_real2.webm frames 39-44). The training clips hold no such jerks, so this one
-  measured rule stays outside the model.
-
-A one-eye wink is not a blink: the model judges both eyes together and was trained on blinks where
-both lids close (docs/blinks.md).
+A run of judged moments the model marks as "in a blink" is a blink (``BlinkRuns``) when
+- the face stayed visible through it (a face leaving the frame, or eyes the camera cannot resolve,
+  ends the run without a blink);
+- it lasted at least ``blink.min_closed_s`` and at most ``blink.max_closed_s``;
+- both lids came down: each eye's EAR fell to <= ``BOTH_CLOSED`` x its open level. A one-eye wink is
+  not a blink;
+- it was a dip: within ``max_closed_s`` before it and soon after it the lids were higher by
+  ``MIN_DIP`` x the open level. Eyes kept shut, a closure already under way when the eyes came into
+  view, and lids that follow the gaze down and stay there are not blinks we saw;
+- no frame in it had the eyes moving faster than ``MAX_EYE_SPEED`` eye widths per second (a jerk of
+  the head blurs the eyes and throws the landmarks off them; tranvanluyt_real.mp4 frames 378-382 slid
+  the mesh onto the cheek at 27-90 widths/s, while a real blink during a brisk head turn moved 11-12
+  widths/s, apfol_real2.webm frames 39-44). The training clips hold no jerks, so this measured rule
+  stays outside the model.
 
 ``blink`` is True on the frame where the run ends; ``blink_start_ts``/``blink_end_ts`` give the run
 on the camera's timeline. Without the eye-contour model the mesh's eyelids feed the same model; the
 mesh's lids barely move when eyes shut, so most blinks are then missed (a warning says so at start).
+See docs/blinks.md.
 """
 
 from __future__ import annotations
@@ -34,12 +36,10 @@ from .blink_model import BlinkModel, default_blink_model_path
 from .blink_window import DT, LAG_SAMPLES, BlinkWindow
 from .eye_signals import EyeSignals, SignalExtractor, ear_from_points
 from .eyes import EyeRefiner
-from .headpose import estimate_pose
 
 __all__ = ["BlinkDetector", "EyeSample", "ear_from_points", "MAX_EYE_SPEED", "load_blink_model"]
 
 MAX_EYE_SPEED = 18.0
-OPEN_LEVEL = 0.85  # both eyes' EAR at >= this x their open level = the eyes are open
 BOTH_CLOSED = 0.8  # during a blink each eye's EAR falls to <= this x its open level
 MIN_DIP = 0.15  # ... and the lids are higher, by this x the open level, before and after it
 REOPEN_WITHIN_S = 0.25  # "after": this soon after the run
@@ -129,18 +129,13 @@ class BlinkRuns:
         return both_closed and dip and steady
 
 
-def is_open(s: EyeSignals, level: np.ndarray | None) -> bool:
-    """Both eyes at their open level (``level`` = BlinkWindow.open_level())."""
-    return level is not None and s.visible and s.ear_left >= OPEN_LEVEL * level[0] and s.ear_right >= OPEN_LEVEL * level[1]
-
-
 def load_blink_model(settings) -> BlinkModel:
     path = settings.blink.model or default_blink_model_path()
     return BlinkModel(path, settings.models.num_threads)
 
 
 class BlinkDetector:
-    """``update(ts, landmarks, frame, pose)`` once per frame; ``frame`` = the BGR image (eye model used
+    """``update(ts, landmarks, frame)`` once per frame; ``frame`` = the BGR image (eye model used
     when a refiner is set) or just its shape (mesh eyelids) or None (no frame-bounds check)."""
 
     def __init__(self, cfg, refiner: EyeRefiner | None, model: BlinkModel | None):
@@ -166,8 +161,7 @@ class BlinkDetector:
         self.runs.reset()
         self.last_signals: EyeSignals | None = None
 
-    def update(self, ts: float, landmarks=None, frame: np.ndarray | tuple[int, ...] | None = None,
-               pose=None) -> EyeSample:
+    def update(self, ts: float, landmarks=None, frame: np.ndarray | tuple[int, ...] | None = None) -> EyeSample:
         image = frame if isinstance(frame, np.ndarray) and frame.ndim == 3 else None
         shape = image.shape if image is not None else frame
         points = landmarks.points if landmarks is not None else None
@@ -175,9 +169,7 @@ class BlinkDetector:
         if points is not None and self.refiner is not None and image is not None \
                 and self.extractor.visible(points, shape):
             eyes = self.refiner.run(image, points)
-        if points is not None and pose is None:
-            pose = estimate_pose(landmarks, shape)
-        s = self.extractor.update(ts, points, eyes, pose.pitch if pose else None, pose.yaw if pose else None, shape)
+        s = self.extractor.update(ts, points, eyes, shape)
         if s.visible and s.source != self._source:
             # the two sources' openness are on different scales: start the open level again
             self.window.reset()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .attempts import replay_attempts
 from .blink_annotations import Annotation, Blink
-from .camera import Camera, ReplaySource
+from .camera import CameraError
 from .eye_signals import EyeSignals
 
 DEFAULT_TOLERANCE = 2
@@ -43,22 +43,22 @@ class ClipRun:
 
 
 def run_clip(pipeline, path: Path) -> ClipRun:
-    """Replay ``path`` through ``pipeline`` (reset first), eyes read on every frame."""
-    pipeline.reset()
-    pipeline.engine.reset()
+    """Replay ``path`` through ``pipeline`` (``attempts.replay_attempts``), eyes read on every frame."""
     pipeline.always_eyes = True
-    source = ReplaySource(path, fps=pipeline.settings.camera.fps, realtime=False)
-    camera = Camera(source, pipeline.settings.camera, threaded=False)
     run = ClipRun(Path(path))
     spans: list[tuple[float, float]] = []
-    for frame in camera.frames(threading.Event()):
-        r = pipeline.process(frame)
-        run.index.append(frame.index)
-        run.ts.append(frame.ts)
+
+    def collect(r) -> None:
+        run.index.append(r.frame.index)
+        run.ts.append(r.frame.ts)
         run.signals.append(pipeline.blink.last_signals)
         run.p_blink.append(r.eyes.p_blink if r.eyes is not None else math.nan)
         if r.eyes is not None and r.eyes.blink:
             spans.append((r.eyes.blink_start_ts, r.eyes.blink_end_ts))
+
+    rec = replay_attempts(pipeline, path, on_frame=collect)
+    if rec.error is not None:
+        raise CameraError(rec.error)
     spans.extend(pipeline.blink.flush())  # a blink in the recording's last 0.2 s
     run.detections = [Blink(run.frame_at(a), run.frame_at(b)) for a, b in spans]
     return run

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from .camera import CameraError
 from .config import ConfigError, load_settings
 from .logs import setup_logging
 from .runtime import ModelError
@@ -74,7 +75,11 @@ def score(args: argparse.Namespace) -> int:
     except (AnnotationError, ModelError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    scores, _ = score_all(pipeline, annotations, root, tol, _progress)
+    try:
+        scores, _ = score_all(pipeline, annotations, root, tol, _progress)
+    except CameraError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     report = {"dir": str(root), "model": {"name": pipeline.models.blink.name, "sha256": pipeline.models.blink.sha256,
                                           "threshold": pipeline.blink.threshold},
               "total": totals(scores, tol), **grouped(scores, tol), "clips": [s.as_dict() for s in scores]}

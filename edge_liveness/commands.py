@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_liveness.verify import COMMAND_TYPE, parse_payload, verify_event
+from edge_liveness.signing import COMMAND_TYPE
+from edge_liveness.verify import parse_payload, verify_event
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,15 @@ publisher's envelope carries wall-clock ``ts``). See docs/decision.md for the po
 
 from __future__ import annotations
 
-import logging
 import bisect
+import logging
 import math
 import statistics
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Union
 
-from edge_liveness.checks import (FAILED, PASSED, PENDING, ActiveCheck, ActiveModeError, Chooser, make_check,
+from edge_liveness.checks import (FAILED, PASSED, ActiveCheck, ActiveModeError, Chooser, make_check,
                                   validate_mode)
 from edge_liveness.config import ActiveConfig, DecisionConfig, DetectionConfig
 from edge_liveness.observation import FrameObservation, TraceError, load_trace

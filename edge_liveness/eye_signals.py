@@ -2,7 +2,7 @@
 
 One ``EyeSignals`` per frame: each eye's openness from the eye-contour model (EAR, and the mean gap
 between the upper and lower lid over the whole contour divided by the eye's width: less noisy than
-EAR's two point pairs), head pitch and yaw, and how fast the eyes move across the frame (eye widths
+EAR's two point pairs), and how fast the eyes move across the frame (eye widths
 per second: a jerk of the head blurs the eyes and throws the landmarks off them).
 
 Without the eye model the mesh's six EAR points stand in for both openness measures; the mesh's lids
@@ -65,14 +65,12 @@ class EyeSignals:
     ear_right: float = math.nan
     lid_left: float = math.nan
     lid_right: float = math.nan
-    pitch: float = math.nan  # degrees, + = looking up
-    yaw: float = math.nan
     speed: float = 0.0  # eye midpoint speed, eye widths per second
     source: str = ""  # "eye_model" | "mesh" | "" (not visible)
 
 
 class SignalExtractor:
-    """Turns one frame's landmarks (+ eye contours, + pose) into ``EyeSignals``; keeps the last eye
+    """Turns one frame's landmarks (+ eye contours) into ``EyeSignals``; keeps the last eye
     position to measure speed."""
 
     def __init__(self, min_eye_px: float):
@@ -93,7 +91,7 @@ class SignalExtractor:
         return True
 
     def update(self, ts: float, points: np.ndarray | None, eyes: EyePair | None,
-               pitch: float | None, yaw: float | None, frame_shape: tuple[int, ...] | None) -> EyeSignals:
+               frame_shape: tuple[int, ...] | None) -> EyeSignals:
         if points is None or not self.visible(points, frame_shape):
             self._prev = None
             return EyeSignals(ts, False)
@@ -121,5 +119,4 @@ class SignalExtractor:
             el, ll = er, lr
         elif wr < FAR_EYE_RATIO * wl:
             er, lr = el, ll
-        return EyeSignals(ts, True, el, er, ll, lr, math.nan if pitch is None else float(pitch),
-                          math.nan if yaw is None else float(yaw), speed, source)
+        return EyeSignals(ts, True, el, er, ll, lr, speed, source)

@@ -125,7 +125,7 @@ class Pipeline:
         # otherwise the mesh's eyelids keep the signals flowing.
         t = clock()
         precise = self.always_eyes or (self.engine.wants_liveness and self.engine.active_mode in BLINK_MODES)
-        eyes = self.blink.update(frame.ts, lm, frame.image if precise else frame.image.shape, pose)
+        eyes = self.blink.update(frame.ts, lm, frame.image if precise else frame.image.shape)
         ms["eyes"] = (clock() - t) * 1e3
 
         # 4. passive liveness on the aligned crop (and, for a two-view model, the wider context crop

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_liveness import signing
-from edge_liveness.signing import COMMAND_TYPE
 
 MAX_PAYLOAD_BYTES = 1 << 20
 EVENT_TYPES = ("decision", "prompt")

@@ -15,11 +15,10 @@ import argparse
 import gzip
 import json
 import sys
-import threading
 from pathlib import Path
 
+from edge_liveness.attempts import replay_attempts
 from edge_liveness.blink_annotations import VIDEO_EXTS
-from edge_liveness.camera import Camera, ReplaySource
 from edge_liveness.config import load_settings
 from edge_liveness.pipeline import build_pipeline
 
@@ -44,15 +43,8 @@ def main() -> int:
         if dst.is_file():
             continue
         print(f"[{n}/{len(videos)}] {name}", file=sys.stderr, flush=True)
-        pipeline.reset()
-        pipeline.engine.reset()
-        cam = Camera(ReplaySource(v, realtime=False), pipeline.settings.camera, threaded=False)
-        lines = []
-        for frame in cam.frames(threading.Event()):
-            if frame is None:
-                continue
-            r = pipeline.process(frame)
-            lines.append(json.dumps(r.trace("-"), separators=(",", ":")))
+        lines: list[str] = []
+        replay_attempts(pipeline, v, on_frame=lambda r: lines.append(json.dumps(r.trace("-"), separators=(",", ":"))))
         tmp = dst.with_suffix(".tmp")
         with gzip.open(tmp, "wt") as f:
             f.write("\n".join(lines) + "\n")

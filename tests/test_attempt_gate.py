@@ -5,11 +5,9 @@ line per recording (scripts/check_attempts.py). The comparison itself is tested 
 """
 
 import copy
-import json
 import subprocess
 import sys
 
-import pytest
 
 from conftest import REPO
 
