@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .progress import progress_line
+from edge_liveness.progress import progress_line
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from . import pad_metrics
 from .dataset import DEFAULT_MARGIN, IMAGE_EXT, DatasetError
 from .evaluate_videos import VIDEO_EXT, evaluate_videos, per_file_line, print_summary, summarise_videos
 from .labels import label_for
-from .progress import progress_line
+from edge_liveness.progress import progress_line
 
 
 class EvaluateError(ValueError):

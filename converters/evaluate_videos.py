@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .labels import FileLabel, label_for
-from .progress import progress_line
+from edge_liveness.progress import progress_line
 
 VIDEO_EXT = {".mp4", ".mov", ".avi", ".webm", ".mkv", ".m4v"}
 

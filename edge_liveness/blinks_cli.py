@@ -18,6 +18,7 @@ from pathlib import Path
 from .camera import CameraError
 from .config import ConfigError, load_settings
 from .logs import setup_logging
+from .progress import progress_line
 from .runtime import ModelError
 
 
@@ -43,8 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _progress(i: int, n: int, name: str) -> None:
-    end = "\r" if sys.stderr.isatty() else "\n"
-    print(f"[{i}/{n}] {name}", file=sys.stderr, end=end, flush=True)
+    progress_line(f"[{i}/{n}] {name}")
 
 
 def score(args: argparse.Namespace) -> int:
@@ -80,6 +80,8 @@ def score(args: argparse.Namespace) -> int:
     except CameraError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the in-place progress line
     report = {"dir": str(root), "model": {"name": pipeline.models.blink.name, "sha256": pipeline.models.blink.sha256,
                                           "threshold": pipeline.blink.threshold},
               "total": totals(scores, tol), **grouped(scores, tol), "clips": [s.as_dict() for s in scores]}

@@ -156,7 +156,7 @@ def test_no_xnnpack_info_line_from_a_command_that_loads_models(face_models):
 
 
 def test_progress_lines_are_separate_lines_when_stderr_is_not_a_terminal(capsys):
-    from converters.progress import progress_line
+    from edge_liveness.progress import progress_line
 
     progress_line("100/801 files")
     progress_line("200/801 files")
