@@ -265,6 +265,13 @@ def main(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     data, out = Path(args.data), Path(args.out)
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        # checked before minutes of signal extraction, not when the first model is fitted
+        print("error: blinks train needs TensorFlow: install the workstation extra, "
+              "pip install 'edge-liveness[workstation]'", file=sys.stderr)
+        return 2
     if not data.exists():
         print(f"error: {data} does not exist: give a folder of annotated clips", file=sys.stderr)
         return 2
