@@ -39,21 +39,25 @@ class RawFloatLiveness:
         x = crop_bgr[:, :, ::-1] if self._swap else crop_bgr
         return float(self.model.run(x.astype(np.float32))[0].reshape(-1)[0])
 
+    def predict_views(self, tight_bgr: np.ndarray, context_bgr: np.ndarray | None = None) -> float:
+        return self.predict(tight_bgr)
+
 
 class CropRecorder:
-    """Wraps the liveness model in an UNTIMED pass to keep the crops it is given (memory only)."""
+    """Wraps the liveness model in an UNTIMED pass to keep the crops it is given (memory only):
+    (tight crop, context crop or None) per scored frame."""
 
     def __init__(self, inner):
         self.inner = inner
-        self.crops: list[np.ndarray] = []
+        self.crops: list[tuple[np.ndarray, np.ndarray | None]] = []
         self.scores: list[float] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def predict(self, crop: np.ndarray) -> float:
-        p = self.inner.predict(crop)
-        self.crops.append(crop.copy())
+    def predict_views(self, tight: np.ndarray, context: np.ndarray | None = None) -> float:
+        p = self.inner.predict_views(tight, context)
+        self.crops.append((tight.copy(), None if context is None else context.copy()))
         self.scores.append(p)
         return p
 
@@ -85,6 +89,14 @@ class Sample:
 
         return np.ascontiguousarray(align_crop(self.image, self.mesh_anchors, model.crop_size, model.crop_margin).image)
 
+    def context_for(self, model) -> np.ndarray | None:
+        """The context crop a two-view model also reads (None for a one-view model)."""
+        from edge_liveness.align import context_crop
+
+        if getattr(model, "views", 1) != 2:
+            return None
+        return np.ascontiguousarray(context_crop(self.image, self.mesh_anchors, model.context_size, model.context_scale).image)
+
 
 def find_sample(models, frames: list) -> Sample | None:
     for f in frames[:: max(1, len(frames) // 50)] + frames[:5]:
@@ -114,10 +126,11 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
         det = FaceDetector(det_path, d.min_score, d.nms_iou, num_threads=t)
         lm = Landmarker(lm_path, num_threads=t)
         lv = LivenessModel(lv_path, num_threads=t)
-        crop = sample.crop_for(lv)
+        crop, ctx = sample.crop_for(lv), sample.context_for(lv)
+        # a two-view model's call is both runs (tight + context): what one attempt frame costs
         todo = [("detector", lambda: det.detect(sample.image), det.model),
                 ("landmarks", lambda: lm.run(sample.image, sample.anchors), lm.model),
-                ("liveness_int8", lambda: lv.predict(crop), lv.model)]
+                ("liveness_int8", lambda: lv.predict_views(crop, ctx), lv.model)]
         if eyes_path is not None:
             from edge_liveness.eyes import EyeRefiner
 
@@ -125,8 +138,8 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
             todo.append(("eyes_both", lambda: ey.run(sample.image, sample.points), ey.model))
         if float_path is not None:
             fl = load_float(float_path, lv, t)
-            fcrop = sample.crop_for(fl)
-            todo.append(("liveness_float32", lambda: fl.predict(fcrop), fl.model))
+            fcrop, fctx = sample.crop_for(fl), sample.context_for(fl)
+            todo.append(("liveness_float32", lambda: fl.predict_views(fcrop, fctx), fl.model))
         for name, call, tfl in todo:
             out[name][str(t)] = {"call": summarize(_time(call, n)), "invoke": summarize(_time(tfl.invoke, n))}
     return out
@@ -140,18 +153,18 @@ def load_float(path: Path, like, threads: int):
     return RawFloatLiveness(path, like, threads)
 
 
-def compare_int8_float(int8, flt, crops: list[np.ndarray]) -> dict[str, Any]:
+def compare_int8_float(int8, flt, crops: list[tuple[np.ndarray, np.ndarray | None]]) -> dict[str, Any]:
     """Both models on the same crops: latency each, and how often their live/spoof calls agree."""
     if not crops:
         return {"crops": 0, "note": "no crop was classified in this run (no attempt collected)"}
     for c in crops[:3]:
-        int8.predict(c), flt.predict(c)
+        int8.predict_views(*c), flt.predict_views(*c)
     pi, pf, ti, tf_ = [], [], [], []
     for c in crops:
         t = time.perf_counter()
-        pi.append(int8.predict(c))
+        pi.append(int8.predict_views(*c))
         t1 = time.perf_counter()
-        pf.append(flt.predict(c))
+        pf.append(flt.predict_views(*c))
         ti.append((t1 - t) * 1e3)
         tf_.append((time.perf_counter() - t1) * 1e3)
     a, b = np.asarray(pi), np.asarray(pf)

@@ -87,7 +87,7 @@ def run_pipeline(settings, models, frames: list, publisher=None) -> tuple[list[F
     lv = models.liveness
     zero = np.zeros((lv.crop_size, lv.crop_size, 3), np.uint8)
     for _ in range(3):
-        lv.predict(zero)
+        lv.predict_views(zero, zero)
     pipe = Pipeline(settings, models)
     records: list[FrameRecord] = []
     outputs: list[dict] = []

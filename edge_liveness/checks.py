@@ -91,6 +91,10 @@ class ActiveCheck(ABC):
         """Extra evidence (challenge only); never images."""
         return None
 
+    def sign_of_life(self) -> str | None:
+        """Blink mode: the action that passed the check ("blink" or a head motion); None elsewhere."""
+        return None
+
 
 class OffCheck(ActiveCheck):
     """Passive score only."""
@@ -102,26 +106,42 @@ class OffCheck(ActiveCheck):
 
 
 class BlinkCheck(ActiveCheck):
-    """A completed blink within ``blink_timeout`` seconds of the attempt start."""
+    """A sign of life within ``blink_timeout`` seconds of the attempt start: a completed blink, or
+    one of ``alternatives`` (head motions, ``active.blink_alternatives``).
+
+    Why a head turn may stand in for the blink: many people do not blink within six seconds (measured
+    on the shared recordings, docs/decision.md), and a turn past ``active.turn_deg`` is depth a flat
+    picture cannot show. Head pose comes from the face mesh, which places the nose where the
+    picture shows it, so a photo rotated +-30 degrees in 3D reads as at most 12 degrees of yaw and never
+    as a turn (tests/test_checks_alternatives.py). A nod is not a default alternative: tilting a
+    photo reads as up to 10 degrees of pitch, too close to ``nod_deg``.
+    """
 
     mode = "blink"
 
-    def __init__(self, timeout_s: float):
+    def __init__(self, timeout_s: float, alternatives: Sequence[str] = ()):
         self.timeout_s = timeout_s
+        self.alternatives = frozenset(alternatives)
         self.seen_at: float | None = None
+        self.seen: str | None = None  # "blink" or the head motion that stood in for it
 
     def observe(self, obs: FrameObservation) -> Verdict:
         if self.seen_at is not None:
             return _PASSED
-        if obs.blink and obs.ts - self.t0 <= self.timeout_s:
-            self.seen_at = obs.ts
-            return _PASSED
+        if obs.ts - self.t0 <= self.timeout_s:
+            for act in _actions_in(obs):
+                if act == "blink" or act in self.alternatives:
+                    self.seen_at, self.seen = obs.ts, act
+                    return _PASSED
         if obs.ts - self.t0 >= self.timeout_s:
             return Verdict(FAILED, "no_blink")
         return _PENDING
 
     def timeout_reason(self) -> str:
         return "no_blink"
+
+    def sign_of_life(self) -> str | None:
+        return self.seen
 
 
 class TurnCheck(ActiveCheck):
@@ -276,7 +296,7 @@ def make_check(mode: str, active: ActiveConfig, threshold: float, chooser: Choos
     if mode == "off":
         return OffCheck()
     if mode == "blink":
-        return BlinkCheck(active.blink_timeout)
+        return BlinkCheck(active.blink_timeout, active.blink_alternatives)
     if mode == "turn":
         return TurnCheck()
     if mode == "blink_and_turn":

@@ -107,6 +107,9 @@ class BlinkConfig(Section):
 class ActiveConfig(Section):
     mode: Literal["off", "blink", "turn", "blink_and_turn", "challenge"] = "blink"
     blink_timeout: float = Field(6.0, gt=0, le=120)
+    blink_alternatives: list[Literal["turn_left", "turn_right", "nod"]] = Field(
+        default_factory=lambda: ["turn_left", "turn_right"],
+        description="blink mode: head motions that also count as the sign of life; [] = a blink only (docs/decision.md)")
     turn_deg: float = Field(20.0, gt=0, le=80)
     nod_deg: float = Field(12.0, gt=0, le=80)
     turn_window_s: float = Field(4.0, gt=0, le=60)

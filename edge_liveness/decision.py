@@ -309,6 +309,8 @@ class DecisionEngine:
             "active_passed": a.active_passed,
             "model": {"name": self.model.name, "sha256": self.model.sha256},
         }
+        if a.mode == "blink":
+            ev["sign_of_life"] = a.check.sign_of_life()
         extra = a.check.evidence()
         if extra is not None:
             ev["challenge"] = extra

@@ -24,7 +24,7 @@ import numpy as np
 
 from .runtime import ModelError, TFLiteModel
 
-DEFAULT_MODEL_NAME = "liveness_mnv2_int8.tflite"
+DEFAULT_MODEL_NAME = "liveness_two_view_int8.tflite"
 REQUIRED_KEYS = ("name", "input_size", "color_order", "crop", "output", "threshold", "sha256")
 
 

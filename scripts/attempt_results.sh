@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 DATA=${EDGE_LIVENESS_SHARED_DATA:-../shared/data}
 BIN=${EDGE_LIVENESS_BIN:-.venv/bin/edge-liveness}
 PY=${EDGE_LIVENESS_PY:-.venv/bin/python}
-MODEL=models/liveness_mnv2_int8.tflite
+MODEL=models/liveness_two_view_int8.tflite  # the default (edge_liveness/liveness.py DEFAULT_MODEL_NAME)
 OUT=benchmarks/results
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PY" scripts/make_still_videos.py "$tmp/stills" --shared "$DATA"
+"$PY" scripts/make_still_videos.py "$tmp/tilted" --shared "$DATA" --tilted
 only=" $* "
 run() {  # name dir [mode]
   local name=$1 dir=$2 mode=${3:-blink}
@@ -24,7 +25,9 @@ run td_real "$DATA/liveness/real_people/td_real"
 run td_selfies "$DATA/liveness/real_people/td_selfies"
 run krzysiek "$DATA/liveness/selfie_replay_more/krzysiek/real"
 run stills "$tmp/stills"
+run tilted "$tmp/tilted"
 for mode in blink_and_turn challenge; do
   run "video_$mode" "$DATA/video" "$mode"
   run "stills_$mode" "$tmp/stills" "$mode"
+  run "tilted_$mode" "$tmp/tilted" "$mode"
 done

@@ -21,12 +21,13 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SETS = {  # result name -> folder under the shared data ("" = the still videos made here)
+SETS = {  # result name -> folder under the shared data ("" = photo videos made here by make_still_videos.py)
     "video": "video",
     "td_real": "liveness/real_people/td_real",
     "td_selfies": "liveness/real_people/td_selfies",
     "krzysiek": "liveness/selfie_replay_more/krzysiek/real",
     "stills": "",
+    "tilted": "",
 }
 
 
@@ -72,7 +73,9 @@ def main() -> int:
     ap.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     args = ap.parse_args()
     shared = Path(args.shared)
-    model = REPO / "models" / "liveness_mnv2_int8.tflite"
+    from edge_liveness.liveness import default_model_path
+
+    model = default_model_path()
     regressions = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names or list(SETS):
@@ -80,9 +83,10 @@ def main() -> int:
             if SETS[name]:
                 folder = shared / SETS[name]
             else:
-                folder = Path(tmp) / "stills"
+                folder = Path(tmp) / name
                 subprocess.run([sys.executable, str(REPO / "scripts" / "make_still_videos.py"), str(folder),
-                                "--shared", str(shared)], check=True, capture_output=True)
+                                "--shared", str(shared)] + (["--tilted"] if name == "tilted" else []),
+                               check=True, capture_output=True)
             bad, notes = compare(committed, evaluate(folder, model))
             for line in bad:
                 print(f"REGRESSION {name}: {line}")

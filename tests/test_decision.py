@@ -64,7 +64,8 @@ def test_pass_with_blink_and_body_shape():
     assert set(body) == {"result", "reason", "attempt_id", "started_at", "duration_s", "evidence"}
     ev = body["evidence"]
     assert set(ev) == {"frames", "passive_median", "passive_recent_median", "evidence_s", "passive_min", "threshold",
-                       "blinks", "ear_baseline", "ear_min", "active_mode", "active_passed", "model"}
+                       "blinks", "ear_baseline", "ear_min", "active_mode", "active_passed", "model", "sign_of_life"}
+    assert ev["sign_of_life"] == "blink"
     assert ev["frames"] == 13 and ev["blinks"] == 1 and ev["active_passed"] is True
     assert ev["threshold"] == 0.5 and ev["model"] == {"name": MODEL.name, "sha256": MODEL.sha256}
     assert ev["passive_min"] == pytest.approx(0.8) and 0.8 <= ev["passive_median"] <= 0.84

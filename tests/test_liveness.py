@@ -1,4 +1,5 @@
-"""Device-side liveness classifier: the shipped int8 model, its manifest, and refusals (no TensorFlow)."""
+"""Device-side liveness classifier: the shipped one-view int8 model (the default until the two-view model,
+tests/test_liveness_two_view.py), its manifest, and refusals (no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from edge_liveness.liveness import LivenessModel, default_model_path, manifest_p
 from edge_liveness.runtime import ModelError
 
 
+def one_view_path() -> Path:
+    return default_model_path().with_name("liveness_mnv2_int8.tflite")
+
 
 @pytest.fixture(scope="module")
 def model() -> LivenessModel:
-    path = default_model_path()
+    path = one_view_path()
     if not path.is_file():
         pytest.fail(f"the shipped liveness model {path} is missing (scripts/train_default_model.sh --install makes it)")
     return LivenessModel(path)
 
 
 def test_manifest_is_read_and_matches_the_model(model):
-    m = read_manifest(default_model_path())
+    m = read_manifest(one_view_path())
     assert model.sha256 == m["sha256"]
     assert model.input_size == model.crop_size == m["input_size"][0] == m["crop"]["size"]
     assert model.crop_margin == m["crop"]["margin"]
@@ -82,7 +86,7 @@ def test_colour_order_matters(model, shared_data, face_models):
 
 
 def _copy(tmp_path: Path) -> Path:
-    src = default_model_path()
+    src = one_view_path()
     dst = tmp_path / src.name
     shutil.copyfile(src, dst)
     shutil.copyfile(manifest_path(src), manifest_path(dst))
