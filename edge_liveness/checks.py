@@ -129,7 +129,9 @@ class BlinkCheck(ActiveCheck):
         if self.seen_at is not None:
             return _PASSED
         if obs.ts - self.t0 <= self.timeout_s:
-            for act in _actions_in(obs):
+            # a head motion counts from the frame it passes the threshold (a departure), not when
+            # the head is back: the depth is proven by then, and the person is let in sooner
+            for act in _actions_in(obs) + list(obs.departures):
                 if act == "blink" or act in self.alternatives:
                     self.seen_at, self.seen = obs.ts, act
                     return _PASSED

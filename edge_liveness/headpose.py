@@ -17,6 +17,9 @@ A mirrored image flips the signs of yaw and roll.
 Events (``HeadMotion``): relative to the neutral pose (running median of calm frames, not 0), an
 excursion past ``turn_deg`` in yaw that comes back within ``turn_window_s`` gives "turn_left" (yaw > 0
 side) or "turn_right"; the same on pitch with ``nod_deg`` gives "nod" (either way, down is usual).
+``HeadMotion.departures`` names the excursions that BEGAN on the last frame (same names): proof of
+depth as soon as the head is past the threshold, for checks that need a sign of life rather than a
+gesture (blink mode's ``active.blink_alternatives``).
 """
 
 from __future__ import annotations
@@ -74,12 +77,14 @@ class _Axis:
         self.neutral: deque[tuple[float, float]] = deque()
         self.away_since: float | None = None
         self.away_sign = 0
+        self.departed = 0  # +1 / -1 when an excursion began on the last update
 
     def base(self) -> float | None:
         return float(np.median([v for _, v in self.neutral])) if len(self.neutral) >= 3 else None
 
     def update(self, ts: float, v: float) -> int:
         """+1 / -1 when an excursion to that side completed on this frame, else 0."""
+        self.departed = 0
         base = self.base()
         if base is None:
             self._calm(ts, v)
@@ -88,6 +93,7 @@ class _Axis:
         if self.away_since is None:
             if abs(d) > self.deg:
                 self.away_since, self.away_sign = ts, (1 if d > 0 else -1)
+                self.departed = self.away_sign
             else:
                 self._calm(ts, v)
             return 0
@@ -108,7 +114,8 @@ class _Axis:
 
 
 class HeadMotion:
-    """``update(ts, pose_or_None) -> list of "turn_left" / "turn_right" / "nod"`` completed this frame."""
+    """``update(ts, pose_or_None) -> list of "turn_left" / "turn_right" / "nod"`` completed this frame;
+    ``departures``: the ones begun this frame."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -119,6 +126,7 @@ class HeadMotion:
         self._pitch = _Axis(self.cfg.nod_deg, self.cfg.turn_window_s)
         self._ema: Pose | None = None
         self._ts: float | None = None
+        self.departures: list[str] = []
 
     @property
     def smoothed(self) -> Pose | None:
@@ -129,6 +137,7 @@ class HeadMotion:
         return None if y is None or p is None else Pose(y, p, 0.0)
 
     def update(self, ts: float, pose: Pose | None) -> list[str]:
+        self.departures = []
         if pose is None:
             # face lost: an excursion cannot be followed across the gap
             self._yaw.cancel()
@@ -147,6 +156,10 @@ class HeadMotion:
         s = self._yaw.update(ts, self._ema.yaw)
         if s:
             events.append("turn_left" if s > 0 else "turn_right")
+        if self._yaw.departed:
+            self.departures.append("turn_left" if self._yaw.departed > 0 else "turn_right")
         if self._pitch.update(ts, self._ema.pitch):
             events.append("nod")
+        if self._pitch.departed:
+            self.departures.append("nod")
         return events

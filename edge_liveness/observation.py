@@ -42,6 +42,7 @@ class FrameObservation:
     eyes_visible: bool = False
     blink: bool = False                # a blink completed on this frame (blink.py)
     motions: tuple[str, ...] = ()      # head motions completed on this frame: "turn_left","turn_right","nod"
+    departures: tuple[str, ...] = ()   # head motions begun on this frame (past turn_deg / nod_deg), same names
 
     @classmethod
     def from_trace(cls, d: dict[str, Any]) -> FrameObservation:
@@ -65,6 +66,9 @@ class FrameObservation:
         motions = d.get("motions") or ()
         if not isinstance(motions, (list, tuple)) or not all(isinstance(m, str) for m in motions):
             raise TraceError(f"trace field 'motions' must be a list of names (got {motions!r})")
+        departures = d.get("departures") or ()
+        if not isinstance(departures, (list, tuple)) or not all(isinstance(m, str) for m in departures):
+            raise TraceError(f"trace field 'departures' must be a list of names (got {departures!r})")
         ear_l, ear_r = _opt_float(d, "ear_left"), _opt_float(d, "ear_right")
         eyes = d.get("eyes_visible")
         return cls(ts=ts, n_faces=counts["n_faces"], n_large_faces=counts["n_large_faces"],
@@ -72,7 +76,8 @@ class FrameObservation:
                    yaw=_opt_float(d, "yaw"), pitch=_opt_float(d, "pitch"), roll=_opt_float(d, "roll"),
                    p_live=_opt_float(d, "p_live"), ear_left=ear_l, ear_right=ear_r,
                    eyes_visible=bool(eyes) if eyes is not None else (ear_l is not None and ear_r is not None),
-                   blink=bool(d.get("blink", False)), motions=tuple(motions))
+                   blink=bool(d.get("blink", False)), motions=tuple(motions),
+                   departures=tuple(departures))
 
 
 def load_trace(path: str | Path) -> list[FrameObservation]:

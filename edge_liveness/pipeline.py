@@ -54,7 +54,8 @@ class FrameResult:
                 "n_faces": o.n_faces, "n_large_faces": o.n_large_faces, "face_frac": r(o.face_frac, 3),
                 "tracked": self.tracked, "yaw": r(o.yaw, 2), "pitch": r(o.pitch, 2), "roll": r(o.roll, 2),
                 "p_live": r(o.p_live), "ear_left": r(o.ear_left), "ear_right": r(o.ear_right),
-                "eyes_visible": o.eyes_visible, "blink": o.blink, "motions": list(o.motions), "state": state,
+                "eyes_visible": o.eyes_visible, "blink": o.blink, "motions": list(o.motions),
+                "departures": list(o.departures), "state": state,
                 "ms": {k: round(v, 3) for k, v in self.ms.items()}}
 
 
@@ -148,7 +149,7 @@ class Pipeline:
             ts=frame.ts, n_faces=view.n_faces, n_large_faces=view.n_large_faces, face_frac=face_frac,
             yaw=pose.yaw if pose else None, pitch=pose.pitch if pose else None, roll=pose.roll if pose else None,
             p_live=p_live, ear_left=eyes.ear_left, ear_right=eyes.ear_right, eyes_visible=eyes.visible,
-            blink=eyes.blink, motions=motions)
+            blink=eyes.blink, motions=motions, departures=tuple(self.motion.departures))
         outputs = self.engine.update(obs)
         ms["decide"] = (clock() - t) * 1e3
         return FrameResult(frame, obs, outputs, ms, tracked=view.tracked, eyes=eyes)

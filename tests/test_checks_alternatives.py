@@ -18,9 +18,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 from make_still_videos import tilted_picture  # noqa: E402
 
 
-def _obs(ts: float, motions: tuple[str, ...] = (), blink: bool = False) -> FrameObservation:
+def _obs(ts: float, motions: tuple[str, ...] = (), blink: bool = False,
+         departures: tuple[str, ...] = ()) -> FrameObservation:
     return FrameObservation(ts=ts, n_faces=1, n_large_faces=1, face_frac=0.4, yaw=0.0, pitch=0.0, p_live=0.9,
-                            blink=blink, motions=motions)
+                            blink=blink, motions=motions, departures=departures)
 
 
 def test_turn_stands_in_for_the_blink_by_default_and_nod_does_not():
@@ -31,10 +32,18 @@ def test_turn_stands_in_for_the_blink_by_default_and_nod_does_not():
     assert c.sign_of_life() == "turn_right"
 
 
+def test_turn_counts_from_the_frame_the_head_is_past_the_threshold():
+    c = make_check("blink", ActiveConfig(), 0.5)
+    c.begin(0.0)
+    assert c.observe(_obs(0.5, departures=("nod",))).state == PENDING
+    assert c.observe(_obs(0.9, departures=("turn_left",))).state == PASSED
+    assert c.sign_of_life() == "turn_left"
+
+
 def test_empty_alternatives_is_the_strict_blink_check():
     c = make_check("blink", ActiveConfig(blink_alternatives=[]), 0.5)
     c.begin(0.0)
-    assert c.observe(_obs(0.5, ("turn_left",))).state == PENDING
+    assert c.observe(_obs(0.5, ("turn_left",), departures=("turn_left",))).state == PENDING
     v = c.observe(_obs(6.0))
     assert (v.state, v.reason) == (FAILED, "no_blink")
     assert c.sign_of_life() is None
@@ -81,16 +90,17 @@ def test_photo_swung_in_3d_never_reads_as_a_head_turn(face_finder, shared_data):
     active = load_settings().active
     hm = HeadMotion(active)
     face_finder.reset()
-    yaws, events = [], []
+    yaws, events, departures = [], [], []
     for i in range(180):  # 6 s at 30 fps: two full swings
         frame = tilted_picture(photo, i / 30)
         pose = estimate_pose(face_finder.process(frame).landmarks, frame.shape)
         if pose is not None:
             yaws.append(pose.yaw)
         events += hm.update(i / 30, pose)
+        departures += hm.departures
     assert len(yaws) > 150, "the face must stay found while the picture swings"
     spread = float(np.percentile(yaws, 95) - np.percentile(yaws, 5))
     print(f"swung photo: yaw spread {spread:.1f} degrees over {len(yaws)} frames")
     assert spread < active.turn_deg, f"a swung photo read as {spread:.1f} degrees of yaw"
-    assert not {"turn_left", "turn_right"} & set(events)
+    assert not {"turn_left", "turn_right"} & set(events + departures)
     assert load_settings().active.blink_alternatives == ["turn_left", "turn_right"]

@@ -351,6 +351,7 @@ def test_from_trace_and_load_trace(tmp_path):
     ({"t": 1.0, "n_faces": -1}, "n_faces"),
     ({"t": 1.0, "p_live": float("nan")}, "p_live"),
     ({"t": 1.0, "motions": "nod"}, "motions"),
+    ({"t": 1.0, "departures": [1]}, "departures"),
     ({"type": "summary", "t": 1.0}, "type"),
 ])
 def test_from_trace_bad_lines(bad, needle):

@@ -70,3 +70,18 @@ def test_head_motion_window_and_baseline():
         ts += 1 / 30
     assert seen == []
     assert hm.update(ts, None) == []
+
+
+def test_departure_is_named_on_the_frame_the_head_passes_the_threshold():
+    """``departures`` fires once, when the excursion begins; the completed turn comes when the head is back."""
+    cfg = load_settings().active
+    hm = HeadMotion(cfg)
+    ts, log = 0.0, []
+    for y in [0.0] * 30 + [cfg.turn_deg * 1.5] * 15 + [0.0] * 15:
+        done = hm.update(ts, Pose(-y, 0.0, 0.0))
+        log.append((ts, list(hm.departures), done))
+        ts += 1 / 30
+    began = [(t, d) for t, d, _ in log if d]
+    ended = [(t, e) for t, _, e in log if e]
+    assert [d for _, d in began] == [["turn_right"]] and [e for _, e in ended] == [["turn_right"]]
+    assert began[0][0] < 1.1 < ended[0][0]  # a few smoothing frames after 1.0 s, well before the return at 1.5 s
