@@ -355,7 +355,8 @@ def _rows_of(d: Path) -> list[dict]:
                 if label is None:
                     continue
                 rows.append({"path": p, "label": label, "subject": r.get("subject") or r.get("person") or idx.parent.name,
-                             "attack_type": r.get("attack_type") or "", "source": r.get("source") or ""})
+                             "attack_type": r.get("attack_type") or "", "source": r.get("source") or "",
+                             "recording": r.get("recording") or ""})
                 covered.add(p)
     if not indexes:
         for p in sorted(d.rglob("*")) if d.is_dir() else [d]:

@@ -112,3 +112,16 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 25
         w -= step[:-1].astype(np.float32)
         b -= float(step[-1])
     return LogisticHead(mean.astype(np.float32), std.astype(np.float32), w.astype(np.float32), float(b))
+
+
+def person_balanced_weights(labels: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """Sample weights giving every person the same total weight within each class, so that the people
+    with thousands of frames (ZJU clips, long videos) do not outvote those with forty (a NUAA subject):
+    the head should learn what generalises across people, not the biggest source."""
+    w = np.zeros(len(labels), np.float32)
+    for lab in np.unique(labels):
+        m = labels == lab
+        names, counts = np.unique(person[m], return_counts=True)
+        per = dict(zip(names.tolist(), counts.tolist()))
+        w[m] = [1.0 / per[p] for p in person[m].tolist()]
+    return w

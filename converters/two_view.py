@@ -2,9 +2,11 @@
 
     python -m converters.two_view DATA_ROOT -o models/liveness_two_view_int8.tflite [--target-bpcer 0.02]
 
-The recipe measured best by leave-one-person-out (``converters/lopo.py``, recipe ``two-view-fusion``):
+The recipe measured best by leave-one-person-out (``converters/lopo.py``, recipe ``two-view-weighted``):
 frozen ImageNet MobileNetV2 features (converters/features.py) and two logistic heads, one trained on
-tight crops of every person, one on the context crops of full frames. The device model is ONE
+tight crops of every person, one on the context crops of full frames, every person weighing the same
+in each, fused 0.3 tight + 0.7 context (``lopo.VIEW_WEIGHTS``, folded into the two logits so the
+device's mean of the two is that weighted sum). The device model is ONE
 single-input int8 network, backbone -> pooled features -> Dense(2) = [tight-head logit,
 context-head logit]; the device runs it on the tight crop and reads logit 0, on the context crop and
 reads logit 1, and fuses: ``P(live) = sigmoid((l_tight + l_context) / 2)``. One file holds the
@@ -27,7 +29,7 @@ import numpy as np
 
 from . import pad_metrics
 from .dataset import CONTEXT_DIR, CropSet, DatasetError
-from .lopo import Data, _sigmoid, load, real_only_groups, threshold_for_bpcer
+from .lopo import VIEW_WEIGHTS, Data, _sigmoid, load, real_only_groups, threshold_for_bpcer
 
 
 def _context_path(tight_file: str) -> Path:
@@ -41,7 +43,7 @@ def _read_rgb(paths: list[Path]) -> np.ndarray:
     return np.stack([cv2.imread(str(p), cv2.IMREAD_COLOR)[:, :, ::-1] for p in paths])
 
 
-def build(size: int, weights: str, head_t, head_c):
+def build(size: int, weights: str, head_t, head_c, view_weights: tuple[float, float] = VIEW_WEIGHTS):
     import keras
 
     from .features import feature_model
@@ -49,6 +51,9 @@ def build(size: int, weights: str, head_t, head_c):
     fm = feature_model(size, weights)
     wt, bt = head_t.dense_weights()
     wc, bc = head_c.dense_weights()
+    # the device fuses (logit0 + logit1) / 2: scale each head so that this is the weighted sum
+    kt, kc = 2 * view_weights[0], 2 * view_weights[1]
+    wt, bt, wc, bc = wt * kt, bt * kt, wc * kc, bc * kc
     dense = keras.layers.Dense(2, name="logits")
     out = dense(fm.output)
     model = keras.Model(fm.input, out, name=f"liveness_two_view_{size}")
@@ -73,7 +78,7 @@ def int8_logits(model_bytes: bytes, tight: np.ndarray, context: np.ndarray) -> t
 def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, seed: int = 0, n_calib: int = 300,
          hold_out: set[str] | None = None) -> dict:
     from .convert import inspect_int8, to_tflite, write_manifest
-    from .features import fit_logistic
+    from .features import fit_logistic, person_balanced_weights
 
     data: Data = load(root, weights, None, root / ".features")
     meta = json.loads(next(root.glob("frames_*/dataset.json")).read_text())
@@ -86,9 +91,12 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
         raise DatasetError(f"--hold-out {', '.join(sorted(unknown))}: no such person in {root}")
     ok = (data.kind != "watermarked") & ~np.isin(data.person, list(held | hold_out))
     frames = data.kind == "frames"
-    ht = fit_logistic(data.tight[ok], data.labels[ok], l2)
-    hc = fit_logistic(data.context[ok & frames], data.labels[ok & frames], l2)
+    okf = ok & frames
+    ht = fit_logistic(data.tight[ok], data.labels[ok], l2, sample_weight=person_balanced_weights(data.labels[ok], data.person[ok]))
+    hc = fit_logistic(data.context[okf], data.labels[okf], l2,
+                      sample_weight=person_balanced_weights(data.labels[okf], data.person[okf]))
     model = build(size, weights, ht, hc)
+    kt, kc = 2 * VIEW_WEIGHTS[0], 2 * VIEW_WEIGHTS[1]
 
     # int8: calibrated on both views of full frames, both classes, training people only
     rng = np.random.default_rng(seed)
@@ -111,7 +119,7 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
     print(f"scoring {len(idx)} frames with the int8 model ...", file=sys.stderr, flush=True)
     lt, lc = int8_logits(model_bytes, tight_imgs, ctx_imgs)
     q = _sigmoid((lt + lc) / 2)
-    f = _sigmoid((ht.logit(data.tight[idx]) + hc.logit(data.context[idx])) / 2)
+    f = _sigmoid((kt * ht.logit(data.tight[idx]) + kc * hc.logit(data.context[idx])) / 2)
     y, person, kind = data.labels[idx], data.person[idx], data.kind[idx]
     held_m = np.isin(person, list(held))
     thr_q = threshold_for_bpcer(q[held_m], target_bpcer)
@@ -120,8 +128,8 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
     cmp = {"frames_of_training_people": {"float": pad_metrics.rates(y[train_m], f[train_m], thr_f).to_dict(),
                                          "int8": pad_metrics.rates(y[train_m], q[train_m], thr_q).to_dict(),
                                          "agreement": float(((f[train_m] >= thr_f) == (q[train_m] >= thr_q)).mean())},
-           "logit_abs_diff_median": float(np.median(np.abs(np.concatenate([lt - ht.logit(data.tight[idx]),
-                                                                             lc - hc.logit(data.context[idx])]))))}
+           "logit_abs_diff_median": float(np.median(np.abs(np.concatenate([lt - kt * ht.logit(data.tight[idx]),
+                                                                             lc - kc * hc.logit(data.context[idx])]))))}
     cmp["acer_drop"] = cmp["frames_of_training_people"]["int8"]["acer"] - cmp["frames_of_training_people"]["float"]["acer"]
     if hold_out:  # the int8 cost where it matters: people the model never saw
         ho = np.isin(person, list(hold_out)) & (kind == "frames")
@@ -139,13 +147,15 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
         "output_meaning": "run on the tight crop and read logit 0, on the context crop and read logit 1; "
                           "P(live) = sigmoid((logit0 + logit1) / 2); accept as live when P(live) >= threshold",
         "fusion": "mean_logit",
+        "view_weights": {"tight": VIEW_WEIGHTS[0], "context": VIEW_WEIGHTS[1],
+                         "note": "folded into the two logits: their mean is 0.3 x tight head + 0.7 x context head"},
         "views": ["tight", "context"],
         "threshold_rule": f"int8 fused scores: {target_bpcer:.0%} per-frame BPCER on bona-fide people never trained on",
         "threshold_people": sorted(held),
         "threshold_float": thr_f,
         "bpcer_watermarked_td_selfies": float((q[wm] < thr_q).mean()) if wm.any() else None,
         "int8_vs_float": cmp,
-        "training": {"recipe": "two-view-fusion (converters/lopo.py)", "features": "frozen ImageNet MobileNetV2 (Coral tflite), "
+        "training": {"recipe": "two-view-weighted (converters/lopo.py): person-balanced heads", "features": "frozen ImageNet MobileNetV2 (Coral tflite), "
                      "GAP of block_6_expand_relu, block_13_expand_relu, out_relu", "l2": l2,
                      "people": sorted(set(data.person[ok].tolist())), "n_tight": int(ok.sum()), "n_context": int((ok & frames).sum())},
     }
