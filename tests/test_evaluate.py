@@ -139,7 +139,8 @@ def video_folder(tmp_path_factory, shared_data):
             vw.write(f)
         vw.release()
 
-    write(root / "real" / "clip.mp4", frames[200:290])  # 3 s between blinks (tests/data/blinks: 161-166, 340-344)
+    # 1.8 s before his first blink (tests/data/blinks: 161-166) and before his first head turn (from ~60)
+    write(root / "real" / "clip.mp4", frames[0:55])
     write(root / "other" / "photo_attack.mp4", [frames[10]] * 240)  # a still photo, 8 s
     cv2.imwrite(str(root / "real" / "frame.jpg"), frames[10])
     (root / "other" / "index.csv").write_text("file,label,attack_type,person\nphoto_attack.mp4,fake,print,p1\n")
@@ -149,7 +150,7 @@ def video_folder(tmp_path_factory, shared_data):
 
 
 def test_evaluate_videos_attempt_level_and_every_bad_file_reported(video_folder, face_models, capsys):
-    model = REPO / "models" / "liveness_mnv2_int8.tflite"
+    model = REPO / "models" / "liveness_two_view_int8.tflite"
     rc = evaluate.main(argparse.Namespace(model=str(model), data_dir=str(video_folder), json=True, per_file=False,
                                           no_detect=False, threshold=None, config=None, active=None))
     out = json.loads(capsys.readouterr().out)
@@ -162,7 +163,7 @@ def test_evaluate_videos_attempt_level_and_every_bad_file_reported(video_folder,
     assert attack["label"] == "spoof" and attack["attack_type"] == "print" and attack["person"] == "p1"
     assert [a["result"] for a in attack["attempts"]] == ["fail"] and attack["attempts"][0]["reason"] == "no_blink"
     assert v["apcer_per_attack"] == {"print": 0.0}
-    # the 3 s real clip ends before a blink: an attempt with no decision, counted apart
+    # the 1.8 s real clip ends before a blink or a turn: an attempt with no decision, counted apart
     real = files["real/clip.mp4"]
     assert [a["result"] for a in real["attempts"]] == ["incomplete"] and v["bona_fide"]["incomplete"] == 1
     assert v["bona_fide"]["decided"] == 0 and v["bona_fide"]["pass_rate"] is None
