@@ -331,7 +331,7 @@ def load_settings(path: str | Path | None = None, secrets_dir: str | Path | None
     except ValidationError as e:
         raise ConfigError([_problem_line(err) for err in e.errors()]) from None
     except SettingsError as e:
-        raise ConfigError([_env_parse_problem(e)]) from None
+        raise ConfigError([_env_parse_problem(e, Settings)]) from None
     finally:
         _config_file.reset(t1)
         _secrets_dir.reset(t2)

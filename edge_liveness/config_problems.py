@@ -61,14 +61,43 @@ def _problem_text(err: dict) -> str:
     return f"{loc}: {msg} (got {got!r})"
 
 
-def env_parse_problem(e: SettingsError) -> str:
-    """pydantic-settings names the field but not the variable; a whole section must be JSON."""
+def env_parse_problem(e: SettingsError, settings_cls: type | None = None) -> str:
+    """pydantic-settings names the field but not the variable; a whole section, or a list-valued key
+    set on its own, must be JSON. ``settings_cls`` (the Settings model) says which keys are lists."""
     import re
 
     m = re.search(r'field "([^"]+)"', str(e))
     section = m.group(1) if m else ""
     var = env_var_for((section,)) if section else None
     if var is None:
+        # a list-valued key set on its own (EDGE_LIVENESS_ACTIVE__BLINK_ALTERNATIVES) must be a JSON list
+        prefix = (ENV_PREFIX + section + "__").upper()
+        for k, v in sorted(os.environ.items()):
+            key = k[len(prefix):].lower() if k.upper().startswith(prefix) else ""
+            example = _list_keys(settings_cls, section).get(key)
+            if example is not None and not _is_json(v):
+                return f"{k}: {section}.{key} must be a JSON list, e.g. {k}='{example}' (got {v!r})"
         return f"environment: {e}"
     return (f"{var}: not a JSON object (a whole section in one variable must be JSON, e.g. {var}='{{\"fps\": 15}}'; "
             f"or set one key: {var}__FPS=15)")
+
+
+def _is_json(text: str) -> bool:
+    import json
+
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _list_keys(settings_cls: type | None, section: str) -> dict[str, str]:
+    """The list-valued keys of ``section``, each with its default as JSON (the example to show)."""
+    import json
+    import typing
+
+    fields = getattr(settings_cls, "model_fields", {})
+    sec = fields[section].annotation if section in fields else None
+    return {name: json.dumps(f.get_default(call_default_factory=True))
+            for name, f in getattr(sec, "model_fields", {}).items() if typing.get_origin(f.annotation) is list}

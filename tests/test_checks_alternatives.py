@@ -104,3 +104,16 @@ def test_photo_swung_in_3d_never_reads_as_a_head_turn(face_finder, shared_data):
     assert spread < active.turn_deg, f"a swung photo read as {spread:.1f} degrees of yaw"
     assert not {"turn_left", "turn_right"} & set(events + departures)
     assert load_settings().active.blink_alternatives == ["turn_left", "turn_right"]
+
+
+def test_alternatives_from_the_environment_must_be_a_json_list(monkeypatch):
+    """Found by the fuzz test: a bare word in the variable used to give pydantic's section-level error."""
+    monkeypatch.setenv("EDGE_LIVENESS_ACTIVE__MODE", "blink")  # a plain (non-JSON) scalar beside it is fine
+    monkeypatch.setenv("EDGE_LIVENESS_ACTIVE__BLINK_ALTERNATIVES", "turn_left")
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    msg = str(e.value).strip()
+    assert msg.startswith("EDGE_LIVENESS_ACTIVE__BLINK_ALTERNATIVES: active.blink_alternatives must be a JSON list")
+    assert "\n" not in msg
+    monkeypatch.setenv("EDGE_LIVENESS_ACTIVE__BLINK_ALTERNATIVES", "[]")
+    assert load_settings().active.blink_alternatives == []
