@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from edge_liveness.outbox import Outbox
 from edge_liveness.publisher import Publisher
