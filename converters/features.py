@@ -125,3 +125,13 @@ def person_balanced_weights(labels: np.ndarray, person: np.ndarray) -> np.ndarra
         per = dict(zip(names.tolist(), counts.tolist()))
         w[m] = [1.0 / per[p] for p in person[m].tolist()]
     return w
+
+
+def fit_weighted_heads(tight: np.ndarray, context: np.ndarray, labels: np.ndarray, person: np.ndarray,
+                       mask_tight: np.ndarray, mask_context: np.ndarray, l2: float) -> tuple[LogisticHead, LogisticHead]:
+    """The shipped two-view recipe's heads (lopo ``two-view-weighted``, converters/two_view.py): a tight
+    head on ``mask_tight`` rows and a context head on ``mask_context`` rows, every person weighing the same."""
+    mt, mc = mask_tight, mask_context
+    ht = fit_logistic(tight[mt], labels[mt], l2, sample_weight=person_balanced_weights(labels[mt], person[mt]))
+    hc = fit_logistic(context[mc], labels[mc], l2, sample_weight=person_balanced_weights(labels[mc], person[mc]))
+    return ht, hc

@@ -138,7 +138,7 @@ class Recipe:
         self.eval_ok = frames | (data.kind == "watermarked") if name != "tight" else np.ones(len(data.labels), bool)
 
     def fit(self, mask: np.ndarray):
-        from .features import fit_logistic, person_balanced_weights
+        from .features import fit_logistic, fit_weighted_heads
 
         d, m = self.d, mask & self.train_ok
         if self.name in ("tight", "tight-frames"):
@@ -154,10 +154,8 @@ class Recipe:
         # two-view-fusion/-weighted: the tight head learns from every person, the context head from full frames
         mt = mask & (d.kind != "watermarked")
         if self.name == "two-view-weighted":
-            wts, wc = VIEW_WEIGHTS
-            ht = fit_logistic(d.tight[mt], d.labels[mt], self.l2, sample_weight=person_balanced_weights(d.labels[mt], d.person[mt]))
-            hc = fit_logistic(d.context[m], d.labels[m], self.l2, sample_weight=person_balanced_weights(d.labels[m], d.person[m]))
-            return lambda idx: wts * ht.logit(d.tight[idx]) + wc * hc.logit(d.context[idx])
+            ht, hc = fit_weighted_heads(d.tight, d.context, d.labels, d.person, mt, m, self.l2)
+            return lambda idx: VIEW_WEIGHTS[0] * ht.logit(d.tight[idx]) + VIEW_WEIGHTS[1] * hc.logit(d.context[idx])
         ht = fit_logistic(d.tight[mt], d.labels[mt], self.l2)
         hc = fit_logistic(d.context[m], d.labels[m], self.l2)
         return lambda idx: 0.5 * (ht.logit(d.tight[idx]) + hc.logit(d.context[idx]))

@@ -31,6 +31,9 @@ from . import pad_metrics
 from .dataset import CONTEXT_DIR, CropSet, DatasetError
 from .lopo import VIEW_WEIGHTS, Data, _sigmoid, load, real_only_groups, threshold_for_bpcer
 
+# the device fuses (logit0 + logit1) / 2: each head is scaled so that this mean is the weighted sum
+HEAD_SCALES = (2 * VIEW_WEIGHTS[0], 2 * VIEW_WEIGHTS[1])
+
 
 def _context_path(tight_file: str) -> Path:
     p = Path(tight_file)  # <folder>/<label>/<name>.png -> <folder>/context/<label>/<name>.png
@@ -43,7 +46,7 @@ def _read_rgb(paths: list[Path]) -> np.ndarray:
     return np.stack([cv2.imread(str(p), cv2.IMREAD_COLOR)[:, :, ::-1] for p in paths])
 
 
-def build(size: int, weights: str, head_t, head_c, view_weights: tuple[float, float] = VIEW_WEIGHTS):
+def build(size: int, weights: str, head_t, head_c):
     import keras
 
     from .features import feature_model
@@ -51,8 +54,7 @@ def build(size: int, weights: str, head_t, head_c, view_weights: tuple[float, fl
     fm = feature_model(size, weights)
     wt, bt = head_t.dense_weights()
     wc, bc = head_c.dense_weights()
-    # the device fuses (logit0 + logit1) / 2: scale each head so that this is the weighted sum
-    kt, kc = 2 * view_weights[0], 2 * view_weights[1]
+    kt, kc = HEAD_SCALES
     wt, bt, wc, bc = wt * kt, bt * kt, wc * kc, bc * kc
     dense = keras.layers.Dense(2, name="logits")
     out = dense(fm.output)
@@ -78,7 +80,7 @@ def int8_logits(model_bytes: bytes, tight: np.ndarray, context: np.ndarray) -> t
 def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, seed: int = 0, n_calib: int = 300,
          hold_out: set[str] | None = None) -> dict:
     from .convert import inspect_int8, to_tflite, write_manifest
-    from .features import fit_logistic, person_balanced_weights
+    from .features import fit_weighted_heads
 
     data: Data = load(root, weights, None, root / ".features")
     meta = json.loads(next(root.glob("frames_*/dataset.json")).read_text())
@@ -91,12 +93,9 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
         raise DatasetError(f"--hold-out {', '.join(sorted(unknown))}: no such person in {root}")
     ok = (data.kind != "watermarked") & ~np.isin(data.person, list(held | hold_out))
     frames = data.kind == "frames"
-    okf = ok & frames
-    ht = fit_logistic(data.tight[ok], data.labels[ok], l2, sample_weight=person_balanced_weights(data.labels[ok], data.person[ok]))
-    hc = fit_logistic(data.context[okf], data.labels[okf], l2,
-                      sample_weight=person_balanced_weights(data.labels[okf], data.person[okf]))
+    ht, hc = fit_weighted_heads(data.tight, data.context, data.labels, data.person, ok, ok & frames, l2)
     model = build(size, weights, ht, hc)
-    kt, kc = 2 * VIEW_WEIGHTS[0], 2 * VIEW_WEIGHTS[1]
+    kt, kc = HEAD_SCALES
 
     # int8: calibrated on both views of full frames, both classes, training people only
     rng = np.random.default_rng(seed)

@@ -112,8 +112,8 @@ class BlinkCheck(ActiveCheck):
     Why a head turn may stand in for the blink: many people do not blink within six seconds (measured
     on the shared recordings, docs/decision.md), and a turn past ``active.turn_deg`` is depth a flat
     picture cannot show. Head pose comes from the face mesh, which places the nose where the
-    picture shows it, so a photo rotated +-30 degrees in 3D reads as at most 12 degrees of yaw and never
-    as a turn (tests/test_checks_alternatives.py). A nod is not a default alternative: tilting a
+    picture shows it, so a photo rotated +-30 degrees in 3D reads as about 10 degrees of yaw spread and
+    never as a turn (tests/test_checks_alternatives.py). A nod is not a default alternative: tilting a
     photo reads as up to 10 degrees of pitch, too close to ``nod_deg``.
     """
 

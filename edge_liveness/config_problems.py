@@ -72,9 +72,10 @@ def env_parse_problem(e: SettingsError, settings_cls: type | None = None) -> str
     if var is None:
         # a list-valued key set on its own (EDGE_LIVENESS_ACTIVE__BLINK_ALTERNATIVES) must be a JSON list
         prefix = (ENV_PREFIX + section + "__").upper()
+        list_keys = _list_keys(settings_cls, section)
         for k, v in sorted(os.environ.items()):
             key = k[len(prefix):].lower() if k.upper().startswith(prefix) else ""
-            example = _list_keys(settings_cls, section).get(key)
+            example = list_keys.get(key)
             if example is not None and not _is_json(v):
                 return f"{k}: {section}.{key} must be a JSON list, e.g. {k}='{example}' (got {v!r})"
         return f"environment: {e}"

@@ -7,7 +7,7 @@ with `edge-liveness evaluate` (the daemon's pipeline and engine, default `blink`
 
 Needs the crops of scripts/lopo_data.sh under WORK/crops128_ctx2.7 (scripts/train_two_view_model.sh
 makes them) and TensorFlow (the workstation extra) to rebuild the two models; about 10 minutes on
-2 cores. The shipped model trained on every one of these people, so its own attempt results
+2 cores. The shipped model trained on all of these people, so its own attempt results
 (attempts_td_real.json, attempts_video.json) say less about unseen people than this file does.
 """
 
@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
+from check_attempts import evaluate  # noqa: E402  (the CI gate's own `evaluate` call)
 TD = "liveness/real_people/td_real/0001e96803--"
 # half -> (people held out of training (ids as in the lopo data), recordings: (path under shared data, label, attack))
 HALVES = {
@@ -70,11 +72,10 @@ def main() -> int:
                 w.writeheader()
                 w.writerows(rows)
             print(f"[{half}] evaluating {len(rows)} recordings ...", file=sys.stderr, flush=True)
-            r = subprocess.run([sys.executable, "-m", "edge_liveness", "evaluate", str(model), str(folder), "--json",
-                                "--active", "blink"], capture_output=True, text=True, cwd=REPO, check=True)
+            result_half = evaluate(folder, model)
         manifest = json.loads(model.with_suffix(".json").read_text())
         result[half] = {"held_out_of_training": people, "threshold": manifest["threshold"],
-                        "model_sha256": manifest["sha256"], "evaluate": json.loads(r.stdout)}
+                        "model_sha256": manifest["sha256"], "evaluate": result_half}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
