@@ -128,9 +128,16 @@ def person_balanced_weights(labels: np.ndarray, person: np.ndarray) -> np.ndarra
 
 
 def fit_weighted_heads(tight: np.ndarray, context: np.ndarray, labels: np.ndarray, person: np.ndarray,
-                       mask_tight: np.ndarray, mask_context: np.ndarray, l2: float) -> tuple[LogisticHead, LogisticHead]:
-    """The shipped two-view recipe's heads (lopo ``two-view-weighted``, converters/two_view.py): a tight
-    head on ``mask_tight`` rows and a context head on ``mask_context`` rows, every person weighing the same."""
+                       mask_tight: np.ndarray, mask_context: np.ndarray, l2: float,
+                       mirrors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[LogisticHead, LogisticHead]:
+    """The shipped two-view recipe's heads (lopo ``two-view-weighted``/``two-view-mirror``,
+    converters/two_view.py): a tight head on ``mask_tight`` rows and a context head on ``mask_context``
+    rows, every person weighing the same. ``mirrors`` (the features of the mirrored crops, same rows)
+    adds every crop's mirror image to training: the person's weight is spread over twice the views."""
+    if mirrors is not None:
+        tight, context = np.concatenate([tight, mirrors[0]]), np.concatenate([context, mirrors[1]])
+        labels, person = np.concatenate([labels] * 2), np.concatenate([person] * 2)
+        mask_tight, mask_context = np.concatenate([mask_tight] * 2), np.concatenate([mask_context] * 2)
     mt, mc = mask_tight, mask_context
     ht = fit_logistic(tight[mt], labels[mt], l2, sample_weight=person_balanced_weights(labels[mt], person[mt]))
     hc = fit_logistic(context[mc], labels[mc], l2, sample_weight=person_balanced_weights(labels[mc], person[mc]))

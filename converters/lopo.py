@@ -25,7 +25,8 @@ fold takes about a second. Recipes:
 - ``two-view-concat``: one head on both views' features, frames_* only;
 - ``two-view-fusion``: mean logit of a tight head (all data) and a context head (frames_* only);
 - ``two-view-weighted``: the same two heads trained with every person weighing the same
-  (features.person_balanced_weights), fused 0.3 tight + 0.7 context (``VIEW_WEIGHTS``): the shipped recipe.
+  (features.person_balanced_weights), fused 0.3 tight + 0.7 context (``VIEW_WEIGHTS``);
+- ``two-view-mirror``: two-view-weighted trained on every crop and its mirror image: the shipped recipe.
 ``--shipped`` also scores the shipped model as it is (no retraining) at its own threshold, marking the
 people it was trained or validated on.
 """
@@ -36,94 +37,21 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import pad_metrics
-from .dataset import CONTEXT_DIR, IMAGE_EXT, DatasetError, _rows_of
+from .dataset import DatasetError
+from .lopo_data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
+from .lopo_data import sigmoid as _sigmoid
+from .lopo_report import plot, shipped_report
 
-RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted")
+RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror")
+MIRRORED = {"two-view-mirror"}  # recipes that also train on every crop's mirror image (lopo_data.load(mirror=True))
 # two-view-weighted: the fused logit leans on the context view, which generalises to new people and
 # prints (NUAA 0006's prints fool the tight view), and keeps the tight view for faces seen up close
 VIEW_WEIGHTS = (0.3, 0.7)
-# people the shipped model (models/liveness_mnv2_int8.json) was trained or validated on
-SHIPPED_SEEN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "apfol", "trickyf0x", "krzysiek", "zubair", "balveer"}
-FLAGGED = {"apfol": "its fake folder shows a second person: identity leaks into the label; left out of the means"}
-N_GROUPS = 4
-
-
-@dataclass
-class Data:
-    files: list[str]
-    labels: np.ndarray  # 1 live, 0 spoof
-    person: np.ndarray  # identity (crops_x and frames of x are one person)
-    kind: np.ndarray  # frames | crops | watermarked
-    attack: np.ndarray  # print | replay | ""
-    photo: np.ndarray  # True: the crop comes from a still photo, not a video frame
-    source: np.ndarray  # the video or photo the crop was cut from (one attempt)
-    recording: np.ndarray  # the capture session (NUAA: subject_session): its frames of one label are one attempt
-    tight: np.ndarray  # features
-    context: np.ndarray | None  # features (rows of crops_* hold the replicated-border view: never used)
-
-
-def _identity(subject: str) -> str:
-    return subject[len("crops_"):] if subject.startswith("crops_") else subject
-
-
-def load(root: Path, weights: str, size: int | None, cache: Path | None) -> Data:
-    import cv2
-
-    from .features import compute_features
-
-    folders = sorted(p for p in Path(root).iterdir() if p.is_dir() and (p / "index.csv").is_file())
-    if not folders:
-        raise DatasetError(f"{root}: no dataset folders (make them with scripts/lopo_data.sh)")
-    parts: dict[str, list] = {k: [] for k in ("files", "labels", "person", "kind", "attack", "photo", "source", "recording",
-                                               "tight", "context")}
-    for d in folders:
-        meta = json.loads((d / "dataset.json").read_text())
-        if "context" not in meta:
-            raise DatasetError(f"{d} has no context crops: re-extract with `dataset extract --context-scale 2.7`")
-        rows = _rows_of(d)
-        kind = d.name.split("_", 1)[0]
-        s = int(meta["crop"]["size"])
-        if size and s != size:
-            raise DatasetError(f"{d} holds {s} px crops, not {size}: re-extract with --size {size}")
-        views = {}
-        for view, base in (("tight", d), ("context", d / CONTEXT_DIR)):
-            imgs = []
-            for r in rows:
-                p = base / Path(r["path"]).relative_to(d.resolve())
-                img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise DatasetError(f"{p}: missing or unreadable crop: re-extract {d.name}")
-                imgs.append(img[:, :, ::-1])
-            views[view] = compute_features(np.ascontiguousarray(np.stack(imgs)), s, weights, cache, label=f"{d.name}_{view}")
-        parts["files"] += [str(r["path"]) for r in rows]
-        parts["labels"] += [1 if r["label"] == "live" else 0 for r in rows]
-        parts["person"] += [_identity(str(r["subject"])) for r in rows]
-        parts["kind"] += [kind] * len(rows)
-        parts["photo"] += [Path(r.get("source", "")).suffix.lower() in IMAGE_EXT for r in rows]
-        parts["source"] += [r.get("source") or str(r["path"]) for r in rows]
-        parts["recording"] += [f"{d.name}/{r.get('recording') or r.get('source') or r['path']}" for r in rows]
-        parts["attack"] += [(r["attack_type"] or "replay") if r["label"] == "spoof" else "" for r in rows]
-        parts["tight"].append(views["tight"])
-        parts["context"].append(views["context"])
-    return Data(parts["files"], np.array(parts["labels"]), np.array(parts["person"]), np.array(parts["kind"]),
-                np.array(parts["attack"]), np.array(parts["photo"], bool), np.array(parts["source"]), np.array(parts["recording"]),
-                np.concatenate(parts["tight"]),
-                np.concatenate(parts["context"]))
-
-
-def real_only_groups(data: Data, seed: int = 0) -> list[list[str]]:
-    """Bona-fide-only people (no attack samples, not watermarked) in N_GROUPS seeded groups."""
-    attackers = set(data.person[data.labels == 0].tolist())
-    people = sorted(set(data.person[(data.kind != "watermarked")].tolist()) - attackers)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(people)
-    return [sorted(people[i::N_GROUPS]) for i in range(N_GROUPS)]
 
 
 class Recipe:
@@ -153,23 +81,17 @@ class Recipe:
             return lambda idx: h.logit(x[idx])
         # two-view-fusion/-weighted: the tight head learns from every person, the context head from full frames
         mt = mask & (d.kind != "watermarked")
-        if self.name == "two-view-weighted":
-            ht, hc = fit_weighted_heads(d.tight, d.context, d.labels, d.person, mt, m, self.l2)
+        if self.name in ("two-view-weighted", "two-view-mirror"):
+            mirrors = None
+            if self.name in MIRRORED:
+                if d.tight_mirror is None or d.context_mirror is None:
+                    raise DatasetError(f"recipe {self.name} needs the mirrored crops' features: load(..., mirror=True)")
+                mirrors = (d.tight_mirror, d.context_mirror)
+            ht, hc = fit_weighted_heads(d.tight, d.context, d.labels, d.person, mt, m, self.l2, mirrors)
             return lambda idx: VIEW_WEIGHTS[0] * ht.logit(d.tight[idx]) + VIEW_WEIGHTS[1] * hc.logit(d.context[idx])
         ht = fit_logistic(d.tight[mt], d.labels[mt], self.l2)
         hc = fit_logistic(d.context[m], d.labels[m], self.l2)
         return lambda idx: 0.5 * (ht.logit(d.tight[idx]) + hc.logit(d.context[idx]))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
-
-
-def threshold_for_bpcer(live_scores: np.ndarray, target: float) -> float:
-    """Lowest threshold at which at most ``target`` of these live scores fall below it."""
-    s = np.sort(np.asarray(live_scores, np.float64))
-    k = int(np.floor(target * len(s)))  # this many may be rejected
-    return float(s[k]) if len(s) else 0.5
 
 
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0) -> dict:
@@ -275,81 +197,6 @@ def summarise(name: str, per_person: dict, real_unseen: dict, watermarked: list,
     }
 
 
-def shipped_report(data: Data, model_path: Path, root: Path, target_bpcer: float) -> dict | None:
-    """The shipped model as it is, on the same tight crops, at its own threshold and at a BPCER target."""
-    import cv2
-
-    from edge_liveness.liveness import LivenessModel
-
-    m = LivenessModel(model_path, num_threads=1)
-    size = cv2.imread(data.files[0], cv2.IMREAD_COLOR).shape[0]
-    if size != m.crop_size:
-        print(f"not scoring {model_path.name}: it takes {m.crop_size} px crops, the data are {size} px "
-              f"(run lopo_data.sh --size {m.crop_size} for it)", file=sys.stderr)
-        return None
-    scores = np.array([m.predict(np.ascontiguousarray(cv2.imread(f, cv2.IMREAD_COLOR))) for f in data.files])
-    ok = data.kind != "watermarked"
-    real_only = ~np.isin(data.person, data.person[data.labels == 0]) & ok
-    thr2 = threshold_for_bpcer(scores[real_only], target_bpcer)
-    out = {"model": str(model_path), "sha256": m.sha256, "seen_people": sorted(SHIPPED_SEEN), "thresholds": {}}
-    for tag, thr in (("manifest", m.threshold), (f"bpcer{target_bpcer:g}_on_real_people", thr2)):
-        per = {}
-        for p in sorted(set(data.person[(data.labels == 0)].tolist())):
-            idx = data.person == p
-            r = pad_metrics.rates(data.labels[idx], scores[idx], thr)
-            per[p] = {**r.to_dict(), "attack_type": ",".join(sorted(set(data.attack[idx & (data.labels == 0)].tolist()))),
-                      "seen_in_training": p in SHIPPED_SEEN}
-            if p in FLAGGED:
-                per[p]["flag"] = FLAGGED[p]
-        unseen = {p: v for p, v in per.items() if not v["seen_in_training"] and p not in FLAGGED}
-        rep = [v["acer"] for v in unseen.values() if v["attack_type"] == "replay"]
-        prn = [p for p, v in unseen.items() if v["attack_type"] == "print"]
-        pm = np.isin(data.person, prn)
-        pr = pad_metrics.rates(data.labels[pm], scores[pm], thr) if prn else None
-        out["thresholds"][tag] = {
-            "threshold": thr,
-            "replay_unseen": {"people": len(rep), "mean_acer": float(np.mean(rep)) if rep else None,
-                              "worst_acer": float(max(rep)) if rep else None},
-            "print_unseen": pr.to_dict() if pr else None,
-            "bpcer_real_people": float((scores[real_only] < thr).mean()),
-            "bpcer_real_people_photos": float((scores[real_only & data.photo] < thr).mean()) if (real_only & data.photo).any() else None,
-            "bpcer_real_people_attempts": float(np.mean([np.median(scores[real_only & (data.source == src)]) < thr
-                                                         for src in sorted(set(data.source[real_only].tolist()))])),
-            "bpcer_watermarked_td_selfies": float((scores[(data.kind == "watermarked") & ~data.photo] < thr).mean()) if (data.kind == "watermarked").any() else None,
-            "bpcer_td_selfies_photos": float((scores[(data.kind == "watermarked") & data.photo] < thr).mean()) if (data.kind == "watermarked").any() else None,
-            "per_person": per,
-        }
-    return out
-
-
-def plot(results: dict[str, dict], shipped: dict | None, out: Path) -> None:
-    from .plots import _plt
-
-    plt = _plt()
-    people = sorted({p for r in results.values() for p, v in r["per_person"].items() if v["attack_type"] == "replay"})
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(people)), 4.5))
-    series = [(n, {p: v["acer"] for p, v in r["per_person"].items()}) for n, r in results.items()]
-    if shipped:
-        series.append(("shipped model (as is; unseen people only)", {p: v["acer"] for p, v in shipped["thresholds"]["manifest"]["per_person"].items()
-                                                                   if not v["seen_in_training"]}))
-    w = 0.8 / max(1, len(series))
-    for i, (n, acers) in enumerate(series):
-        xs = [j + i * w for j, p in enumerate(people) if acers.get(p) is not None]
-        ys = [100 * acers[p] for p in people if acers.get(p) is not None]
-        ax.bar(xs, ys, w, label=n)
-    ax.set_xticks([j + 0.4 - w / 2 for j in range(len(people))])
-    ax.set_xticklabels(people, rotation=30, ha="right")
-    ax.axhline(30, color="grey", lw=0.8, ls="--")
-    ax.axhline(15, color="grey", lw=0.8, ls=":")
-    ax.set_ylabel("ACER % (unseen person)")
-    ax.set_title("Replay attacks, leave-one-person-out (no bar: no context view of that person, or seen by the shipped model)",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m converters.lopo", description=__doc__.split("\n\n")[0])
     ap.add_argument("root", metavar="DATA_ROOT", help="folder made by scripts/lopo_data.sh")
@@ -367,11 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --weights {args.weights}: no such file (Coral's tf2_mobilenet_v2_1.0_224_ptq.tflite)", file=sys.stderr)
         return 2
     try:
-        data = load(root, args.weights, None, Path(args.cache) if args.cache else root / ".features")
+        names = [r.strip() for r in args.recipes.split(",") if r.strip()]
+        data = load(root, args.weights, None, Path(args.cache) if args.cache else root / ".features",
+                    mirror=bool(MIRRORED & set(names)))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         results = {}
-        for name in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        for name in names:
             res = run_recipe(data, name, args.target_bpcer, args.l2)
             results[name] = res
             (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")

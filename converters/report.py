@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import pad_metrics
-from .dataset import load_crops
+from .crop_folders import load_crops
 from .evaluate import Scorer, load_scorer
 
 # (report name, dataset folders under --crops, subjects) of the held-out groups

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from . import pad_metrics
-from .dataset import CropSet, DatasetError, load_crops
+from .crop_folders import CropSet, load_crops
+from .dataset import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
     python -m converters.two_view DATA_ROOT -o models/liveness_two_view_int8.tflite [--target-bpcer 0.02]
 
-The recipe measured best by leave-one-person-out (``converters/lopo.py``, recipe ``two-view-weighted``):
+The recipe measured best by leave-one-person-out (``converters/lopo.py``, recipe ``two-view-mirror``):
 frozen ImageNet MobileNetV2 features (converters/features.py) and two logistic heads, one trained on
-tight crops of every person, one on the context crops of full frames, every person weighing the same
-in each, fused 0.3 tight + 0.7 context (``lopo.VIEW_WEIGHTS``, folded into the two logits so the
+tight crops of every person, one on the context crops of full frames, each crop also as its mirror
+image, every person weighing the same in each, fused 0.3 tight + 0.7 context (``lopo.VIEW_WEIGHTS``, folded into the two logits so the
 device's mean of the two is that weighted sum). The device model is ONE
 single-input int8 network, backbone -> pooled features -> Dense(2) = [tight-head logit,
 context-head logit]; the device runs it on the tight crop and reads logit 0, on the context crop and
@@ -28,11 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from . import pad_metrics
-from .dataset import CONTEXT_DIR, CropSet, DatasetError
-from .lopo import VIEW_WEIGHTS, Data, _sigmoid, load, real_only_groups, threshold_for_bpcer
+from .crop_folders import CropSet
+from .dataset import CONTEXT_DIR, DatasetError
+from .lopo import VIEW_WEIGHTS
+from .lopo_data import Data, load, real_only_groups, threshold_for_bpcer
+from .lopo_data import sigmoid as _sigmoid
 
 # the device fuses (logit0 + logit1) / 2: each head is scaled so that this mean is the weighted sum
 HEAD_SCALES = (2 * VIEW_WEIGHTS[0], 2 * VIEW_WEIGHTS[1])
+# written to the manifest's training.recipe: a model made by another recipe is not this one
+RECIPE = "two-view-mirror (converters/lopo.py): person-balanced heads, every crop and its mirror image"
 
 
 def _context_path(tight_file: str) -> Path:
@@ -82,7 +87,7 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
     from .convert import inspect_int8, to_tflite, write_manifest
     from .features import fit_weighted_heads
 
-    data: Data = load(root, weights, None, root / ".features")
+    data: Data = load(root, weights, None, root / ".features", mirror=True)
     meta = json.loads(next(root.glob("frames_*/dataset.json")).read_text())
     size, scale, margin = int(meta["context"]["size"]), float(meta["context"]["scale"]), float(meta["crop"]["margin"])
     groups = real_only_groups(data, seed)
@@ -93,7 +98,8 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
         raise DatasetError(f"--hold-out {', '.join(sorted(unknown))}: no such person in {root}")
     ok = (data.kind != "watermarked") & ~np.isin(data.person, list(held | hold_out))
     frames = data.kind == "frames"
-    ht, hc = fit_weighted_heads(data.tight, data.context, data.labels, data.person, ok, ok & frames, l2)
+    ht, hc = fit_weighted_heads(data.tight, data.context, data.labels, data.person, ok, ok & frames, l2,
+                                (data.tight_mirror, data.context_mirror))
     model = build(size, weights, ht, hc)
     kt, kc = HEAD_SCALES
 
@@ -154,7 +160,7 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
         "threshold_float": thr_f,
         "bpcer_watermarked_td_selfies": float((q[wm] < thr_q).mean()) if wm.any() else None,
         "int8_vs_float": cmp,
-        "training": {"recipe": "two-view-weighted (converters/lopo.py): person-balanced heads", "features": "frozen ImageNet MobileNetV2 (Coral tflite), "
+        "training": {"recipe": RECIPE, "held_out": sorted(hold_out), "features": "frozen ImageNet MobileNetV2 (Coral tflite), "
                      "GAP of block_6_expand_relu, block_13_expand_relu, out_relu", "l2": l2,
                      "people": sorted(set(data.person[ok].tolist())), "n_tight": int(ok.sum()), "n_context": int((ok & frames).sum())},
     }

@@ -31,6 +31,15 @@ SETS = {  # result name -> folder under the shared data ("" = photo videos made 
 }
 
 
+# Recordings labelled as attacks whose judged face is a live person: the gate prints their outcome and
+# never fails on it. Checked by eye, frame by frame, against the detector's boxes.
+LIVE_FACE_IN_ATTACK = {
+    "zubair_fake_phone_replay.mp4": "the one face the detector finds (its first 1.9 s) is the live man holding the phone; "
+                                    "the face on the phone's small screen is never detected (scripts/lopo_data.sh leaves "
+                                    "zubair out of training for the same reason)",
+}
+
+
 def outcomes(attempts: list[dict]) -> list[str]:
     return [a["result"] for a in attempts]
 
@@ -46,6 +55,10 @@ def compare(committed: dict, now: dict) -> tuple[list[str], list[str]]:
             bad.append(f"{name}: in the committed results but not scored now")
             continue
         was, is_ = outcomes(f["attempts"]), outcomes(g["attempts"])
+        if f["label"] != "live" and name in LIVE_FACE_IN_ATTACK:
+            if was != is_:
+                notes.append(f"{name} [attack label, live face judged]: {', '.join(was)} -> {', '.join(is_)} ({LIVE_FACE_IN_ATTACK[name]})")
+            continue
         if f["label"] == "live":
             lost = was.count("pass") > is_.count("pass")
             if lost:

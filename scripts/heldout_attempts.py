@@ -23,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 from check_attempts import evaluate  # noqa: E402  (the CI gate's own `evaluate` call)
 TD = "liveness/real_people/td_real/0001e96803--"
 # half -> (people held out of training (ids as in the lopo data), recordings: (path under shared data, label, attack))
@@ -43,6 +44,17 @@ HALVES = {
 }
 
 
+def _made_by_this_recipe(model: Path, people: list[str]) -> bool:
+    """A model left by an earlier run is reused only if today's recipe made it without these people."""
+    from converters.two_view import RECIPE
+
+    try:
+        training = json.loads(model.with_suffix(".json").read_text())["training"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return model.is_file() and training.get("recipe") == RECIPE and training.get("held_out") == sorted(people)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/edge-liveness-lopo")
@@ -54,7 +66,7 @@ def main() -> int:
     result: dict = {"note": __doc__.split("\n\n")[0].replace("\n", " ")}
     for half, (people, recordings) in HALVES.items():
         model = work / f"heldout_{half}" / "liveness_two_view_int8.tflite"
-        if not model.is_file():
+        if not _made_by_this_recipe(model, people):
             print(f"[{half}] training the two-view model without {len(people)} people ...", file=sys.stderr, flush=True)
             subprocess.run([sys.executable, "-m", "converters.two_view", str(work / "crops128_ctx2.7"), "-o", str(model),
                             "--weights", str(weights), "--hold-out", ",".join(people)], check=True, cwd=REPO)

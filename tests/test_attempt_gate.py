@@ -33,6 +33,15 @@ def test_compare_flags_lost_real_passes_and_passing_attacks_only():
     assert check_attempts.compare(old, gone)[0] == ["a.mp4: in the committed results but not scored now"]
 
 
+def test_an_attack_recording_showing_only_a_live_face_is_reported_not_failed():
+    name = next(iter(check_attempts.LIVE_FACE_IN_ATTACK))
+    old = _results((name, "spoof", "replay", ["fail"]), ("c.mp4", "spoof", "replay", ["fail"]))
+    now = _results((name, "spoof", "replay", ["pass"]), ("c.mp4", "spoof", "replay", ["pass"]))
+    bad, notes = check_attempts.compare(old, now)
+    assert bad == ["c.mp4 [attack replay]: fail -> pass (an attack now passes)"]  # every other attack still gates
+    assert len(notes) == 1 and notes[0].startswith(f"{name} [attack label, live face judged]: fail -> pass (")
+
+
 def test_shared_recordings_decide_as_committed(shared_data, face_models):
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "check_attempts.py"), "--shared", str(shared_data)],
                        capture_output=True, text=True, cwd=REPO, timeout=1800)

@@ -55,7 +55,7 @@ def test_daemon_keeps_the_crops_of_a_live_attempt_under_live_and_training_reads_
         assert oct(pngs[0].stat().st_mode & 0o777) == oct(0o600)  # faces: readable by the daemon's user only
     # The training side reads the folder as it is: labels from the folders, one subject per attempt.
     pytest.importorskip("tensorflow")  # converters/ is the workstation side
-    from converters.dataset import load_crops
+    from converters.crop_folders import load_crops
 
     crops = load_crops(root / datasets[0].name)
     passed = [x for x in decisions if x["result"] == "pass"]

@@ -71,7 +71,7 @@ def test_int8_round_trip_is_fully_integer_and_agrees_with_keras(tiny_model, crop
     import keras
 
     from converters import convert
-    from converters.dataset import load_crops
+    from converters.crop_folders import load_crops
     from edge_liveness.runtime import TFLiteModel
 
     out = tmp_path / "tiny_int8.tflite"
@@ -137,7 +137,7 @@ def test_model_with_a_float_only_op_is_refused(crops, tmp_path):
     x = keras.layers.Lambda(lambda t: keras.ops.sin(t))(x)  # SIN has no int8 kernel
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(1, activation="sigmoid")(x)
-    from converters.dataset import load_crops
+    from converters.crop_folders import load_crops
 
     model = keras.Model(inp, out)
     calib = load_crops(crops, size=SIZE)

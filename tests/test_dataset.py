@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from converters.dataset import DatasetError, copy_subset, extract, label_from_path, load_crops
+from converters.crop_folders import copy_subset, load_crops
+from converters.dataset import DatasetError, extract, label_from_path
 from converters.train import split_by_subject
 
 
@@ -47,6 +48,12 @@ def test_extract_images_writes_crops_and_index(nuaa_folder, face_models, tmp_pat
         assert img.shape == (96, 96, 3)
         assert (out / r["file"]).resolve().is_relative_to(out.resolve())  # writes only under --out
     assert json.loads((out / "dataset.json").read_text())["crop"] == {"size": 96, "margin": 0.25}
+    # the same source cut again into the same folder replaces its rows (here with a new subject name),
+    # so a re-run of a data script does not count every face twice
+    again = extract(nuaa_folder / "live", "live", out, size=96, margin=0.25, subject="renamed", progress=False)
+    assert again.faces == 4
+    rows = list(csv.DictReader(open(out / "index.csv", newline="")))
+    assert len(rows) == 4 and {r["subject"] for r in rows} == {"renamed"} and len(load_crops(out)) == 4
     # a second extract into the same folder must use the same crop settings
     with pytest.raises(DatasetError, match="crops made with"):
         extract(nuaa_folder / "live", "live", out, size=128, margin=0.25, progress=False)

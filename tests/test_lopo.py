@@ -76,10 +76,10 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
     from converters import lopo
 
     out = tmp_path / "results"
-    rc = lopo.main([str(lopo_root), "--out", str(out), "--recipes", "tight,two-view-concat", "--shipped", "",
+    rc = lopo.main([str(lopo_root), "--out", str(out), "--recipes", "tight,two-view-concat,two-view-mirror", "--shipped", "",
                     "--weights", str(shared_data.joinpath(*CORAL)), "--cache", str(tmp_path / "cache")])
     assert rc == 0
-    for recipe in ("tight", "two-view-concat"):
+    for recipe in ("tight", "two-view-concat", "two-view-mirror"):
         r = json.loads((out / f"liveness_lopo_{recipe}.json").read_text())
         assert set(r["per_person"]) == {"0001", "0002", "0003"}  # every person with attacks is held out once
         for p, v in r["per_person"].items():
@@ -99,6 +99,29 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
     aucs = [v["auc"] for v in json.loads((out / "liveness_lopo_two-view-concat.json").read_text())["per_person"].values()]
     assert np.mean(aucs) > 0.8
     assert (out / "liveness_lopo.png").stat().st_size > 10_000
+    # the mirror recipe's extra rows are the mirrored crops' own features (cached by the run above)
+    from converters.lopo_data import load
+
+    d = load(lopo_root, str(shared_data.joinpath(*CORAL)), None, tmp_path / "cache", mirror=True)
+    assert d.tight_mirror.shape == d.tight.shape and d.context_mirror.shape == d.context.shape
+    assert not np.allclose(d.tight_mirror, d.tight) and not np.allclose(d.context_mirror, d.context)
+
+
+def test_mirror_images_spread_a_persons_weight_instead_of_adding_to_it():
+    """Adding every crop twice must not change the heads: the mirror images add views, not votes."""
+    from converters.features import fit_weighted_heads
+
+    rng = np.random.default_rng(0)
+    n = 120
+    tight, context = rng.normal(size=(n, 8)).astype(np.float32), rng.normal(size=(n, 6)).astype(np.float32)
+    labels = (rng.random(n) < 0.4).astype(int)
+    person = np.array([f"p{i % 5}" for i in range(n)])
+    ok = np.ones(n, bool)
+    plain = fit_weighted_heads(tight, context, labels, person, ok, ok, 1e-2)
+    doubled = fit_weighted_heads(tight, context, labels, person, ok, ok, 1e-2, mirrors=(tight, context))
+    for a, b in zip(plain, doubled):
+        np.testing.assert_allclose(a.w, b.w, rtol=1e-4, atol=1e-6)
+        assert a.b == pytest.approx(b.b, abs=1e-6)
 
 
 def test_lopo_refuses_folders_without_context_in_one_line(shared_data, face_models, tmp_path):
