@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from edge_liveness.outbox import OutboxUnavailable, open_readonly
+from edge_liveness.journal_file import OutboxUnavailable, open_readonly
 
 _REL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -569,7 +569,7 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, every: float 
 
 def journal_rows(state_dir: Path) -> list[tuple[int, str, float | None]]:
     """(seq, event_id, delivered_at) of every decision in the daemon's journal (read-only)."""
-    from edge_liveness.outbox import open_readonly
+    from edge_liveness.journal_file import open_readonly
 
     conn = open_readonly(state_dir / "outbox.db")
     try:
