@@ -146,8 +146,8 @@ def copy_subset(dirs: list[Path], out: Path, only_subjects: set[str] | None = No
                 rel = Path(r["label"]) / f"{name}.png"
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(r["path"], out / rel)
-                writer._w.writerow({"file": rel.as_posix(), "label": r["label"], "source": str(r["path"]), "frame": "",
-                                    "subject": r["subject"], "recording": "", "attack_type": r["attack_type"]})
+                writer.add_row({"file": rel.as_posix(), "label": r["label"], "source": str(r["path"]), "frame": "",
+                                "subject": r["subject"], "recording": "", "attack_type": r["attack_type"]})
                 n += 1
     finally:
         writer.close()

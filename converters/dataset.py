@@ -223,9 +223,13 @@ class DatasetWriter:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(dest), img):
                 raise DatasetError(f"cannot write {dest}: check free space and permissions of --out")
-        self._w.writerow({**row, "file": rel.as_posix(), "label": label})
-        self._rewritten |= rel.as_posix() in self._had
+        self.add_row({**row, "file": rel.as_posix(), "label": label})
         return rel.as_posix()
+
+    def add_row(self, row: dict) -> None:
+        """One index row for a crop already under ``out`` (``file`` relative to it)."""
+        self._w.writerow(row)
+        self._rewritten |= row["file"] in self._had
 
     def close(self) -> None:
         self._f.close()

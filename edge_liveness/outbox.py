@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from edge_liveness.journal_file import OutboxRow
-from edge_liveness.journal_file import describe_failure as _describe
+from edge_liveness.journal_file import OutboxRow, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ class Outbox:
         return self._problem
 
     def _fail(self, e: BaseException) -> None:
-        msg = _describe(e, self.path)
+        msg = describe_failure(e, self.path)
         if msg != self._problem:
             log.error("%s; events still go out over MQTT from memory", msg)
         self._problem = msg

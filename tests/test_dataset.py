@@ -140,6 +140,8 @@ def test_copy_subset_and_subject_filters(tmp_path):
     assert n == 12
     sub = load_crops(tmp_path / "sub")
     assert set(sub.subjects) == {"s1", "s3"} and sub.crop == {"size": 32, "margin": 0.25}
+    assert copy_subset([d], tmp_path / "sub", only_subjects={"s1", "s3"}) == 12  # copied again: rows replaced
+    assert len(load_crops(tmp_path / "sub")) == 12
     rest = load_crops(d, exclude_subjects={"s1"})
     assert "s1" not in set(rest.subjects) and len(rest) == 18
 
