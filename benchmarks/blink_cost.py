@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_liveness.blink import BlinkDetector, load_blink_model
+from edge_liveness.blink.detector import BlinkDetector, load_blink_model
 from edge_liveness.config import load_settings
-from edge_liveness.eyes import EyeRefiner
-from edge_liveness.tracking import FaceFinder
+from edge_liveness.vision.eyes import EyeRefiner
+from edge_liveness.vision.tracking import FaceFinder
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "web_fps.json"))
     args = ap.parse_args()
 
-    from edge_liveness.camera import Frame, ReplaySource, check_frame
+    from edge_liveness.camera.supervisor import Frame, ReplaySource, check_frame
     from edge_liveness.config import load_settings
     from edge_liveness.pipeline import build_pipeline
     from edge_liveness.web.hub import WebHub

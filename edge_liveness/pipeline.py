@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_liveness.align import align_crop, context_crop
-from edge_liveness.blink import BlinkDetector, EyeSample, load_blink_model
-from edge_liveness.blink_model import BlinkModel
-from edge_liveness.camera import Frame
+from edge_liveness.vision.align import align_crop, context_crop
+from edge_liveness.blink.detector import BlinkDetector, EyeSample, load_blink_model
+from edge_liveness.blink.model import BlinkModel
+from edge_liveness.camera.supervisor import Frame
 from edge_liveness.config import Settings
-from edge_liveness.eyes import EyeRefiner
-from edge_liveness.decision import DecisionEngine, FrameObservation, ModelInfo
-from edge_liveness.face import FaceDetector
-from edge_liveness.headpose import HeadMotion, estimate_pose
-from edge_liveness.landmarks import Landmarker
-from edge_liveness.liveness import LivenessModel, default_model_path
-from edge_liveness.tracking import FaceFinder
+from edge_liveness.vision.eyes import EyeRefiner
+from edge_liveness.decide.decision import DecisionEngine, FrameObservation, ModelInfo
+from edge_liveness.vision.face import FaceDetector
+from edge_liveness.vision.headpose import HeadMotion, estimate_pose
+from edge_liveness.vision.landmarks import Landmarker
+from edge_liveness.liveness.model import LivenessModel, default_model_path
+from edge_liveness.vision.tracking import FaceFinder
 
 log = logging.getLogger(__name__)
 

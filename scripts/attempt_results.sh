@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DATA=${EDGE_LIVENESS_SHARED_DATA:-../shared/data}
 BIN=${EDGE_LIVENESS_BIN:-.venv/bin/edge-liveness}
 PY=${EDGE_LIVENESS_PY:-.venv/bin/python}
-MODEL=models/liveness_two_view_int8.tflite  # the default (edge_liveness/liveness.py DEFAULT_MODEL_NAME)
+MODEL=models/liveness_two_view_int8.tflite  # the default (edge_liveness/liveness/model.py DEFAULT_MODEL_NAME)
 OUT=benchmarks/results
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PY" scripts/make_still_videos.py "$tmp/stills" --shared "$DATA"

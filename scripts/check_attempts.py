@@ -86,7 +86,7 @@ def main() -> int:
     ap.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     args = ap.parse_args()
     shared = Path(args.shared)
-    from edge_liveness.liveness import default_model_path
+    from edge_liveness.liveness.model import default_model_path
 
     model = default_model_path()
     regressions = 0

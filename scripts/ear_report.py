@@ -42,10 +42,10 @@ def main() -> int:
     args = ap.parse_args()
 
     from edge_liveness.config import load_settings
-    from edge_liveness.ear_cli import measure, read_image
-    from edge_liveness.eyes import EyeRefiner
-    from edge_liveness.modelstore import ModelStore
-    from edge_liveness.tracking import FaceFinder
+    from edge_liveness.cli.ear_cmd import measure, read_image
+    from edge_liveness.vision.eyes import EyeRefiner
+    from edge_liveness.vision.modelstore import ModelStore
+    from edge_liveness.vision.tracking import FaceFinder
 
     settings = load_settings(args.config)
     finder = FaceFinder.from_settings(settings)

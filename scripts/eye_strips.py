@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_liveness.camera import Camera, ReplaySource
+from edge_liveness.camera.supervisor import Camera, ReplaySource
 from edge_liveness.config import load_settings
-from edge_liveness.tracking import FaceFinder
+from edge_liveness.vision.tracking import FaceFinder
 
 TILE_W, TILE_H, COLS = 160, 48, 8
 

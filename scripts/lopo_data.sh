@@ -5,7 +5,7 @@
 #
 # frames_* folders come from full frames (videos, NUAA, photos): their context crop is real.
 # crops_* folders come from the repositories' tight face crops: their "context" is only the crop's
-# own border replicated, so converters/lopo.py uses them for the tight-crop recipe only.
+# own border replicated, so converters/passive/lopo.py uses them for the tight-crop recipe only.
 # td_selfies (a "Training Data" watermark runs across its videos) goes to its own folder, so it can
 # be kept out of training and reported separately.
 set -euo pipefail

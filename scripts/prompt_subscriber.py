@@ -2,7 +2,7 @@
 """Example integrator subscriber: show edge-liveness challenge prompts and results on a door panel.
 
 It subscribes to ``<prefix>/<device>/prompt`` and ``<prefix>/<device>/events``, checks each
-payload's HMAC signature and sequence number (``edge_liveness.verify.Verifier``; unsigned or replayed
+payload's HMAC signature and sequence number (``edge_liveness.events.verify.Verifier``; unsigned or replayed
 payloads are ignored, so nobody on the broker can make the panel show fake instructions), and drives
 three outputs:
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     verifier = None
     if args.key_file:
-        from edge_liveness.verify import Verifier
+        from edge_liveness.events.verify import Verifier
         try:
             key = Path(args.key_file).read_bytes().rstrip(b"\r\n")
         except OSError as e:

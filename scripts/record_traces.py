@@ -17,8 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from edge_liveness.attempts import replay_attempts
-from edge_liveness.blink_annotations import VIDEO_EXTS
+from edge_liveness.recordings.attempts import replay_attempts
+from edge_liveness.recordings.blink_annotations import VIDEO_EXTS
 from edge_liveness.config import load_settings
 from edge_liveness.pipeline import build_pipeline
 

@@ -73,7 +73,7 @@ if [[ ! -f $SETS/.done ]]; then
   "$PY" - "$CROPS" "$SETS" "$TEST_SUBJECTS" "$VAL_SUBJECTS" <<'EOF'
 import sys
 from pathlib import Path
-from converters.dataset import copy_subset
+from converters.data.dataset import copy_subset
 crops, sets = Path(sys.argv[1]), Path(sys.argv[2])
 test, val = set(sys.argv[3].split(",")), set(sys.argv[4].split(","))
 dirs = sorted(p for p in crops.iterdir() if p.is_dir())
@@ -101,8 +101,8 @@ set -e
 
 # 5. held-out report: unseen NUAA subjects, unseen people's replays, the daemon's test videos
 VID="--video $DATA/video/tranvanluyt_real.mp4:live --video $DATA/video/tranvanluyt_fake_screen_replay.mp4:spoof"
-"$PY" -m converters.report "$OUT" --crops "$CROPS" --out "$RUN/report_int8.json" --plot "$RUN/roc_heldout_int8.png" $VID > /dev/null
-"$PY" -m converters.report "$RUN/model.keras" --crops "$CROPS" --out "$RUN/report_float.json" > /dev/null
+"$PY" -m converters.reports.report "$OUT" --crops "$CROPS" --out "$RUN/report_int8.json" --plot "$RUN/roc_heldout_int8.png" $VID > /dev/null
+"$PY" -m converters.reports.report "$RUN/model.keras" --crops "$CROPS" --out "$RUN/report_float.json" > /dev/null
 echo "int8 vs float ACER on unseen NUAA: exit $RC (1 = int8 lost more than 0.01); reports in $RUN" >&2
 
 if [[ $INSTALL == 1 ]]; then

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from edge_liveness.config import load_settings
-from edge_liveness.decision import DecisionEngine, ModelInfo
-from edge_liveness.observation import load_trace
+from edge_liveness.decide.decision import DecisionEngine, ModelInfo
+from edge_liveness.decide.observation import load_trace
 
 GRID = {
     "threshold": [None, 0.2, 0.15, 0.1, 0.06],
@@ -78,7 +78,7 @@ def main() -> int:
     settings = load_settings(**({"active": {"mode": args.mode}} if args.mode else {}))
     labels = json.loads(Path(args.labels).read_text())
     traces = {n: load_trace(Path(args.traces) / n) for n in sorted(labels) if (Path(args.traces) / n).is_file()}
-    from edge_liveness.liveness import LivenessModel, default_model_path
+    from edge_liveness.liveness.model import LivenessModel, default_model_path
 
     model_thr = LivenessModel(default_model_path()).threshold
     tune = [n for n in traces if labels[n]["person"] not in args.holdout and labels[n]["set"] not in args.report_only]

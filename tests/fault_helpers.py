@@ -42,7 +42,7 @@ def free_port() -> int:
 
 def liveness_model_path() -> Path:
     """The liveness model the tests run: the shipped one, else $EDGE_LIVENESS_TEST_LIVENESS_MODEL, else skip."""
-    from edge_liveness.liveness import default_model_path
+    from edge_liveness.liveness.model import default_model_path
 
     shipped = default_model_path()
     if shipped.is_file():
@@ -57,7 +57,7 @@ def liveness_model_path() -> Path:
 
 
 def liveness_model_env() -> dict[str, str]:
-    from edge_liveness.liveness import default_model_path
+    from edge_liveness.liveness.model import default_model_path
 
     path = liveness_model_path()
     return {} if path == default_model_path() else {"EDGE_LIVENESS_MODELS__LIVENESS": str(path)}
@@ -360,7 +360,7 @@ class EventSink:
         return len(msgs) - len({d["event_id"] for d in msgs})
 
     def bad_signatures(self) -> list[dict[str, Any]]:
-        from edge_liveness import signing
+        from edge_liveness.events import signing
 
         return [d for d in self._decision_msgs() if not signing.check(d, self.key)]
 
@@ -569,7 +569,7 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, every: float 
 
 def journal_rows(state_dir: Path) -> list[tuple[int, str, float | None]]:
     """(seq, event_id, delivered_at) of every decision in the daemon's journal (read-only)."""
-    from edge_liveness.journal_file import open_readonly
+    from edge_liveness.events.journal_file import open_readonly
 
     conn = open_readonly(state_dir / "outbox.db")
     try:

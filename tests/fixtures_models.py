@@ -16,8 +16,8 @@ LOCAL_WHEEL_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache
 @pytest.fixture(scope="session")
 def face_models() -> Path:
     from edge_liveness.config import load_settings
-    from edge_liveness.modelstore import WHEEL_NAME, ModelStore
-    from edge_liveness.runtime import ModelError
+    from edge_liveness.vision.modelstore import WHEEL_NAME, ModelStore
+    from edge_liveness.vision.runtime import ModelError
 
     store = ModelStore.from_settings(load_settings())
     if not all(s.ok for s in store.states()):
@@ -35,7 +35,7 @@ def face_models() -> Path:
 @pytest.fixture(scope="session")
 def face_finder(face_models):
     from edge_liveness.config import load_settings
-    from edge_liveness.tracking import FaceFinder
+    from edge_liveness.vision.tracking import FaceFinder
 
     return FaceFinder.from_settings(load_settings())
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import shared_file
 from fault_helpers import DaemonProc, base_env
-from edge_liveness.attempt_images import DIRNAME, AttemptImages, label_folder
+from edge_liveness.service.attempt_images import DIRNAME, AttemptImages, label_folder
 
 
 def _run_once(tmp_path: Path, video: Path, name: str, **extra) -> tuple[DaemonProc, list[dict], Path]:
@@ -55,7 +55,7 @@ def test_daemon_keeps_the_crops_of_a_live_attempt_under_live_and_training_reads_
         assert oct(pngs[0].stat().st_mode & 0o777) == oct(0o600)  # faces: readable by the daemon's user only
     # The training side reads the folder as it is: labels from the folders, one subject per attempt.
     pytest.importorskip("tensorflow")  # converters/ is the workstation side
-    from converters.crop_folders import load_crops
+    from converters.data.crop_folders import load_crops
 
     crops = load_crops(root / datasets[0].name)
     passed = [x for x in decisions if x["result"] == "pass"]

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_file
-from edge_liveness.bench import STAGES
+from edge_liveness.bench.command import STAGES
 from edge_liveness.cli import main as cli_main
 
 
 @pytest.fixture(scope="module")
 def liveness_model() -> Path:
-    from edge_liveness.liveness import default_model_path
+    from edge_liveness.liveness.model import default_model_path
 
     # EDGE_LIVENESS_MODELS__LIVENESS (read by the bench's settings too) points at another model
     p = Path(os.environ.get("EDGE_LIVENESS_MODELS__LIVENESS") or default_model_path())

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import REPO, shared_file
-from edge_liveness.blink import BlinkDetector, load_blink_model
-from edge_liveness.blink_annotations import AnnotationError, Blink, annotation_for, find_annotated, read_blinks_csv
-from edge_liveness.blink_score import match
+from edge_liveness.blink.detector import BlinkDetector, load_blink_model
+from edge_liveness.recordings.blink_annotations import AnnotationError, Blink, annotation_for, find_annotated, read_blinks_csv
+from edge_liveness.recordings.blink_score import match
 from edge_liveness.config import load_settings
-from edge_liveness.ear_cli import measure, read_image
-from edge_liveness.eye_signals import LEFT_EYE_EAR, ear_from_points
-from edge_liveness.eyes import EyeRefiner
+from edge_liveness.cli.ear_cmd import measure, read_image
+from edge_liveness.vision.eye_signals import LEFT_EYE_EAR, ear_from_points
+from edge_liveness.vision.eyes import EyeRefiner
 from fixtures_models import video_frame, video_frames
 
 CLIP = REPO / "tests" / "data" / "blink" / "000010M_FTN.avi"
@@ -261,8 +261,8 @@ def test_mesh_fallback_reads_the_mesh_and_restarts_the_open_level(face_finder, d
 
 
 def test_blink_model_manifest_guards_the_model(tmp_path):
-    from edge_liveness.blink_model import BlinkModel, default_blink_model_path
-    from edge_liveness.runtime import ModelError
+    from edge_liveness.blink.model import BlinkModel, default_blink_model_path
+    from edge_liveness.vision.runtime import ModelError
 
     src = default_blink_model_path()
     dst = tmp_path / src.name

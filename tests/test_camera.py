@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from edge_liveness.camera import (Camera, CameraError, OpenCVSource, Picamera2Source, ReplaySource, check_frame,
+from edge_liveness.camera.supervisor import (Camera, CameraError, OpenCVSource, Picamera2Source, ReplaySource, check_frame,
                                   open_source)
 from edge_liveness.config import CameraConfig
 
@@ -186,7 +186,7 @@ def test_threaded_capture_drops_frames_for_a_slow_consumer(tmp_path):
 
 
 def test_gstreamer_pipeline_without_gstreamer_is_one_clear_line():
-    from edge_liveness.camera import gstreamer_available
+    from edge_liveness.camera.supervisor import gstreamer_available
 
     if gstreamer_available():
         pytest.skip("this OpenCV has GStreamer")

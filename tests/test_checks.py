@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_liveness.checks import (ACTIONS, FAILED, PASSED, PENDING, ActiveModeError, BlinkCheck, ChallengeCheck,
+from edge_liveness.decide.checks import (ACTIONS, FAILED, PASSED, PENDING, ActiveModeError, BlinkCheck, ChallengeCheck,
                                   TurnCheck, draw_challenge, make_check)
 from edge_liveness.config import ActiveConfig, DecisionConfig, DetectionConfig
-from edge_liveness.decision import Decision, DecisionEngine, FrameObservation, ModelInfo, Prompt, load_trace
+from edge_liveness.decide.decision import Decision, DecisionEngine, FrameObservation, ModelInfo, Prompt, load_trace
 
 TRACES = Path(__file__).parent / "data" / "traces"
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, shared_file
-from edge_liveness.checks import FAILED, PASSED, PENDING, BlinkCheck, make_check
+from edge_liveness.decide.checks import FAILED, PASSED, PENDING, BlinkCheck, make_check
 from edge_liveness.config import ActiveConfig, ConfigError, DecisionConfig, DetectionConfig, load_settings
-from edge_liveness.decision import DecisionEngine, FrameObservation, ModelInfo
-from edge_liveness.headpose import HeadMotion, estimate_pose
+from edge_liveness.decide.decision import DecisionEngine, FrameObservation, ModelInfo
+from edge_liveness.vision.headpose import HeadMotion, estimate_pose
 
 sys.path.insert(0, str(REPO / "scripts"))
 from make_still_videos import tilted_picture  # noqa: E402

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from edge_liveness import signing
-from edge_liveness.commands import CommandError, CommandProcessor, TokenBucket, validate_args
+from edge_liveness.events import signing
+from edge_liveness.events.commands import CommandError, CommandProcessor, TokenBucket, validate_args
 
 KEY = b"cmd-key"
 
@@ -143,7 +143,7 @@ def test_rate_limit_under_a_steady_flood_is_logged_once_not_every_refill(caplog)
     cp = CommandProcessor(Recorder(), key=KEY, device_id="door1", rate_per_min=30, monotonic=lambda: t[0])
     cp.bucket = TokenBucket(30, clock=lambda: t[0])
     seq = 100
-    with caplog.at_level(logging.DEBUG, logger="edge_liveness.commands"):
+    with caplog.at_level(logging.DEBUG, logger="edge_liveness.events.commands"):
         for _ in range(30 * 20):  # 20 commands a second for 30 s: one token back every 2 s
             seq += 1
             cp.handle("attempt", signed("attempt", {}, seq))
@@ -176,7 +176,7 @@ def test_handler_failure_is_an_answer_not_a_crash():
 
 def test_commands_over_a_real_broker(mosquitto_broker, tmp_path):
     from edge_liveness.config import load_settings
-    from edge_liveness.mqtt import MqttLink
+    from edge_liveness.events.mqtt import MqttLink
 
     s = load_settings(mqtt={"host": mosquitto_broker.host, "port": mosquitto_broker.port, "command_rate_per_min": 8,
                             "max_command_bytes": 4096},

@@ -43,7 +43,7 @@ def tiny_model(tmp_path_factory) -> Path:
     _tf_or_skip()
     import keras
 
-    from converters.model import build_model
+    from converters.passive.model import build_model
 
     keras.utils.set_random_seed(1)
     model = build_model(size=SIZE, alpha=0.35, weights="none")
@@ -70,9 +70,9 @@ def _args(**kw) -> argparse.Namespace:
 def test_int8_round_trip_is_fully_integer_and_agrees_with_keras(tiny_model, crops, tmp_path, capsys):
     import keras
 
-    from converters import convert
-    from converters.crop_folders import load_crops
-    from edge_liveness.runtime import TFLiteModel
+    from converters.passive import convert
+    from converters.data.crop_folders import load_crops
+    from edge_liveness.vision.runtime import TFLiteModel
 
     out = tmp_path / "tiny_int8.tflite"
     rc = convert.main(_args(model=str(tiny_model), calibration=str(crops), out=str(out), crop_size=SIZE))
@@ -111,7 +111,7 @@ def test_int8_round_trip_is_fully_integer_and_agrees_with_keras(tiny_model, crop
 
 
 def test_eval_reports_float_vs_int8(tiny_model, crops, tmp_path, capsys):
-    from converters import convert
+    from converters.passive import convert
 
     out = tmp_path / "e.tflite"
     rc = convert.main(_args(model=str(tiny_model), calibration=str(crops), out=str(out), eval_dir=str(crops), crop_size=SIZE,
@@ -129,7 +129,7 @@ def test_model_with_a_float_only_op_is_refused(crops, tmp_path):
     _tf_or_skip()
     import keras
 
-    from converters import convert
+    from converters.passive import convert
 
     inp = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inp)
@@ -137,7 +137,7 @@ def test_model_with_a_float_only_op_is_refused(crops, tmp_path):
     x = keras.layers.Lambda(lambda t: keras.ops.sin(t))(x)  # SIN has no int8 kernel
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(1, activation="sigmoid")(x)
-    from converters.crop_folders import load_crops
+    from converters.data.crop_folders import load_crops
 
     model = keras.Model(inp, out)
     calib = load_crops(crops, size=SIZE)
@@ -151,7 +151,7 @@ def test_model_with_a_float_only_op_is_refused(crops, tmp_path):
 
 def test_bad_inputs_are_one_line(tmp_path, capsys):
     _tf_or_skip()
-    from converters import convert
+    from converters.passive import convert
 
     assert convert.main(_args(model=str(tmp_path / "none.keras"), out=str(tmp_path / "x.tflite"))) == 2
     assert "no such model" in capsys.readouterr().err

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from converters.crop_folders import copy_subset, load_crops
-from converters.dataset import DatasetError, extract, label_from_path
-from converters.train import split_by_subject
+from converters.data.crop_folders import copy_subset, load_crops
+from converters.data.dataset import DatasetError, extract, label_from_path
+from converters.passive.train import split_by_subject
 
 
 @pytest.fixture()
@@ -83,7 +83,7 @@ def test_extract_video_every_nth_frame(shared_data, face_models, tmp_path):
 
 
 def test_extract_refuses_bad_input_in_one_line(tmp_path, capsys):
-    from converters import dataset
+    from converters.data import dataset
 
     args = argparse.Namespace(dataset_command="extract", src=str(tmp_path / "missing"), label="live", out=str(tmp_path / "o"),
                               every=1, margin=0.25, size=64, subject=None, attack_type=None)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from edge_liveness.config import ActiveConfig, DecisionConfig, DetectionConfig
-from edge_liveness.decision import (REASONS, ActiveModeError, Decision, DecisionEngine, FrameObservation, ModelInfo,
+from edge_liveness.decide.decision import (REASONS, ActiveModeError, Decision, DecisionEngine, FrameObservation, ModelInfo,
                                     Prompt, TraceError, load_trace)
 
 FPS = 10.0
@@ -374,8 +374,8 @@ def test_prompt_subscriber_verifies_and_drives_the_panel(capsys):
     import time
     from pathlib import Path
 
-    from edge_liveness import signing
-    from edge_liveness.verify import Verifier
+    from edge_liveness.events import signing
+    from edge_liveness.events.verify import Verifier
 
     spec = importlib.util.spec_from_file_location("prompt_subscriber",
                                                   Path(__file__).parents[1] / "scripts" / "prompt_subscriber.py")

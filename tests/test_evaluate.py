@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from converters import evaluate, pad_metrics
-from edge_liveness.liveness import default_model_path
+from converters.reports import evaluate
+from converters.measure import pad_metrics
+from edge_liveness.liveness.model import default_model_path
 
 
 def test_rates_follow_the_iso_definitions():
@@ -77,7 +78,7 @@ def _args(**kw):
 
 
 def test_evaluate_counts_every_bad_file_and_finishes(messy_folder, face_models, capsys):
-    from converters import evaluate
+    from converters.reports import evaluate
 
     model = default_model_path()
     if not model.is_file():
@@ -97,7 +98,7 @@ def test_evaluate_counts_every_bad_file_and_finishes(messy_folder, face_models, 
 
 
 def test_evaluate_text_output_and_no_detect(messy_folder, capsys):
-    from converters import evaluate
+    from converters.reports import evaluate
 
     one_view = default_model_path().with_name("liveness_mnv2_int8.tflite")  # --no-detect scores crops: one view
     rc = evaluate.main(_args(model=str(one_view), data_dir=str(messy_folder), json=False, no_detect=True, threshold=0.5))
@@ -109,7 +110,7 @@ def test_evaluate_text_output_and_no_detect(messy_folder, capsys):
 
 
 def test_evaluate_bad_paths_are_one_line(tmp_path, capsys):
-    from converters import evaluate
+    from converters.reports import evaluate
 
     assert evaluate.main(_args(model=str(tmp_path / "x.tflite"), data_dir=str(tmp_path))) == 2
     err = capsys.readouterr().err.strip()
@@ -185,7 +186,7 @@ def test_evaluate_a_two_view_model_cuts_both_views(messy_folder, face_models, ca
     """The two-view model through `evaluate`: the detector's anchors give the tight and the context crop."""
     from pathlib import Path
 
-    from converters import evaluate
+    from converters.reports import evaluate
 
     two_view = Path(__file__).resolve().parent.parent / "models" / "liveness_two_view_int8.tflite"
     args = argparse.Namespace(model=str(two_view), data_dir=str(messy_folder), json=True, no_detect=False, threshold=None)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from edge_liveness.align import FaceAnchors, align_crop
-from edge_liveness.face import LEFT_EYE, RIGHT_EYE, FaceDetector, ssd_anchors
+from edge_liveness.vision.align import FaceAnchors, align_crop
+from edge_liveness.vision.face import LEFT_EYE, RIGHT_EYE, FaceDetector, ssd_anchors
 
 # dlib 68-point eye corners (image-left eye = subject's right) and the matching mesh indices
 DLIB_TO_MESH = {36: 33, 39: 133, 42: 362, 45: 263}
@@ -60,7 +60,7 @@ def test_detector_finds_every_dlib_face(detector, shared_data):
 
 
 def test_mesh_eye_corners_match_dlib(detector, face_models, shared_data):
-    from edge_liveness.landmarks import Landmarker
+    from edge_liveness.vision.landmarks import Landmarker
 
     lm = Landmarker(face_models / "face_landmark.tflite")
     errs = []
@@ -117,7 +117,7 @@ def test_align_crop_geometry(shared_data):
 
 
 def test_context_crop_is_the_same_square_scaled(shared_data):
-    from edge_liveness.align import context_crop
+    from edge_liveness.vision.align import context_crop
 
     img = cv2.imread(str(shared_file("faces", "face_recognition_examples", "obama.jpg")))
     a = FaceAnchors(left_eye=(550.0, 260.0), right_eye=(430.0, 230.0), mouth=(480.0, 380.0))

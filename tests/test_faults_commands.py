@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def _signed(seq: int, ts: float | None = None, key: str = SIGNING_KEY, name: str = "active", device: str = DEVICE_ID,
             **args) -> str:
-    from edge_liveness import signing
+    from edge_liveness.events import signing
 
     return json.dumps(signing.command(name, device, key.encode(), seq=seq, ts=ts, **args))
 

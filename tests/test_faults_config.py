@@ -199,7 +199,7 @@ def test_daemon_cannot_read_its_config_file(tmp_path):
     # Import what the daemon imports: with a --system-site-packages venv numpy/OpenCV may live in a
     # directory that only root can read, and then this test cannot run as nobody at all.
     probe = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                            "import edge_liveness.daemon, edge_liveness.pipeline"], cwd=REPO, capture_output=True,
+                            "import edge_liveness.service.daemon, edge_liveness.pipeline"], cwd=REPO, capture_output=True,
                            text=True, env={**os.environ, "HOME": "/nonexistent"})
     if probe.returncode != 0:
         pytest.skip(f"user nobody cannot run this checkout's Python ({probe.stderr.strip().splitlines()[-1:]})")

@@ -104,7 +104,7 @@ def test_face_models_missing_at_start_names_models_fetch(tmp_path):
 
 
 def _signed(seq: int, **body) -> str:
-    from edge_liveness import signing
+    from edge_liveness.events import signing
 
     return json.dumps(signing.command("reload", DEVICE_ID, SIGNING_KEY.encode(), seq=seq, **body))
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_reload_every_2s_ends_each_attempt_with_a_decision(mosquitto_broker, tmp_path, face_models):
-    from edge_liveness import signing
+    from edge_liveness.events import signing
 
     b = mosquitto_broker
     sink = EventSink(b.host, b.port, topic_base())

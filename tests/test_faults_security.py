@@ -29,8 +29,8 @@ def _answer(sink: EventSink, b, name: str, payload: str | bytes) -> dict:
 
 def test_quick_start_creates_a_key_signs_events_and_refuses_unsigned_commands(mosquitto_broker, tmp_path,
                                                                               face_models):
-    from edge_liveness import signing
-    from edge_liveness.verify import Verifier
+    from edge_liveness.events import signing
+    from edge_liveness.events.verify import Verifier
 
     b = mosquitto_broker
     state = tmp_path / "state"

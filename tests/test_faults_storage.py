@@ -167,9 +167,9 @@ def test_ack_that_comes_while_the_disk_is_full_is_marked_when_space_returns(smal
     still end up saying "delivered" (it used to stay pending for ever, and be sent again on the
     next reconnect). The publisher in-process, with a real broker and a real full file system."""
     from edge_liveness.config import load_settings
-    from edge_liveness.mqtt import MqttLink
-    from edge_liveness.outbox import Outbox
-    from edge_liveness.publisher import Publisher
+    from edge_liveness.events.mqtt import MqttLink
+    from edge_liveness.events.outbox import Outbox
+    from edge_liveness.events.publisher import Publisher
 
     b = mosquitto_broker
     b.stop()
@@ -221,7 +221,7 @@ def test_a_2mb_state_dir_filled_and_freed_recovers_and_journals_what_went_out(ti
         d.wait_decisions(3)
         wait_until(lambda: len(journal_rows(state)) >= 3, 10, "decisions journaled")
         wal = state / "outbox.db-wal"
-        from edge_liveness.outbox import WAL_SIZE_LIMIT
+        from edge_liveness.events.outbox import WAL_SIZE_LIMIT
 
         # The WAL stays bounded in normal running (it used to grow until the 2 MB were gone).
         d.wait_decisions(len(d.decisions()) + 10, timeout=120)

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import REPO, shared_file
 from fault_helpers import DaemonProc, base_env, clean_env
-from edge_liveness.status import EXIT_NO_FRAMES, EXIT_NOT_RUNNING, EXIT_UNKNOWN, StatusFile
+from edge_liveness.service.status import EXIT_NO_FRAMES, EXIT_NOT_RUNNING, EXIT_UNKNOWN, StatusFile
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -123,7 +123,7 @@ def test_events_refuses_a_negative_limit_with_one_line(tmp_path):
 
 
 def test_events_counts_one_event_in_the_singular(tmp_path):
-    from edge_liveness.outbox import Outbox
+    from edge_liveness.events.outbox import Outbox
 
     ob = Outbox.open(tmp_path / "outbox.db")
     seq = ob.allocate_seq()
@@ -156,7 +156,7 @@ def test_no_xnnpack_info_line_from_a_command_that_loads_models(face_models):
 
 
 def test_progress_lines_are_separate_lines_when_stderr_is_not_a_terminal(capsys):
-    from edge_liveness.progress import progress_line
+    from edge_liveness.cli.progress import progress_line
 
     progress_line("100/801 files")
     progress_line("200/801 files")
@@ -165,7 +165,7 @@ def test_progress_lines_are_separate_lines_when_stderr_is_not_a_terminal(capsys)
 
 
 def test_native_stderr_filter_passes_other_native_output_on(capfd):
-    from edge_liveness.runtime import _native_stderr_filtered
+    from edge_liveness.vision.runtime import _native_stderr_filtered
 
     with _native_stderr_filtered():
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: a real problem\n")
@@ -257,7 +257,7 @@ def test_evaluate_progress_in_a_log_is_one_line_per_update(tmp_path, face_models
         (tmp_path / label).mkdir()
         for i in range(100):
             (tmp_path / label / f"{i:03d}.jpg").write_bytes(face.read_bytes())
-    from edge_liveness.liveness import default_model_path
+    from edge_liveness.liveness.model import default_model_path
 
     r = _cli("evaluate", str(default_model_path()), str(tmp_path), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

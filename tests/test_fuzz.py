@@ -18,9 +18,9 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from edge_liveness import signing
-from edge_liveness.commands import COMMANDS, CommandProcessor
-from edge_liveness.verify import Verifier, verify_event
+from edge_liveness.events import signing
+from edge_liveness.events.commands import COMMANDS, CommandProcessor
+from edge_liveness.events.verify import Verifier, verify_event
 
 KEY = b"fuzz-key"
 NOW = 1_700_000_000.0

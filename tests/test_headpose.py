@@ -2,7 +2,7 @@ import numpy as np
 
 from conftest import shared_file
 from edge_liveness.config import load_settings
-from edge_liveness.headpose import HeadMotion, Pose, estimate_pose
+from edge_liveness.vision.headpose import HeadMotion, Pose, estimate_pose
 from fixtures_models import video_frame, video_frames
 
 VIDEO = ("video", "tranvanluyt_real.mp4")

@@ -20,7 +20,7 @@ def keras_mod():
 
 
 def test_rebuilt_float_model_agrees_with_the_tflite(keras_mod, shared_data):
-    from converters.imagenet_tflite import verify_import
+    from converters.passive.imagenet_tflite import verify_import
 
     images = [shared_file("faces", "coral_test_data", "face.jpg"), shared_file("faces", "dlib_examples_faces", "dogs.jpg"),
               shared_file("faces", "face_recognition_examples", "obama.jpg")]
@@ -36,7 +36,7 @@ def test_rebuilt_float_model_agrees_with_the_tflite(keras_mod, shared_data):
 def test_backbone_weights_are_assigned_and_bn_is_identity(keras_mod, shared_data):
     import numpy as np
 
-    from converters.imagenet_tflite import assign_to_backbone, read_tflite_weights
+    from converters.passive.imagenet_tflite import assign_to_backbone, read_tflite_weights
 
     w = read_tflite_weights(shared_file(*CORAL))
     assert w.classifier_kernel is not None and w.classifier_kernel.shape == (1280, 1001)
@@ -50,7 +50,7 @@ def test_backbone_weights_are_assigned_and_bn_is_identity(keras_mod, shared_data
 
 
 def test_other_alpha_is_refused_in_one_line(keras_mod, shared_data):
-    from converters.imagenet_tflite import ImportWeightsError, assign_to_backbone, read_tflite_weights
+    from converters.passive.imagenet_tflite import ImportWeightsError, assign_to_backbone, read_tflite_weights
 
     bb = keras_mod.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.5, include_top=False, weights=None)
     with pytest.raises(ImportWeightsError, match="alpha") as e:
@@ -59,7 +59,7 @@ def test_other_alpha_is_refused_in_one_line(keras_mod, shared_data):
 
 
 def test_train_weights_flag_refuses_mismatched_alpha(keras_mod, shared_data):
-    from converters.model import WeightsError, build_model
+    from converters.passive.model import WeightsError, build_model
 
     with pytest.raises(WeightsError, match="alpha"):
         build_model(size=96, alpha=0.35, weights=str(shared_file(*CORAL)))

@@ -1,7 +1,7 @@
 import cv2
 
 from conftest import shared_file
-from edge_liveness.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, Landmarker
+from edge_liveness.vision.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, Landmarker
 from fixtures_models import video_frames
 
 
@@ -25,7 +25,7 @@ def test_mesh_on_real_faces(face_finder):
 
 def test_presence_low_off_face(face_models):
     img = cv2.imread(str(shared_file("faces", "face_recognition_examples", "obama.jpg")))
-    from edge_liveness.align import FaceAnchors
+    from edge_liveness.vision.align import FaceAnchors
 
     lm = Landmarker(face_models / "face_landmark.tflite")
     # a patch of background (the top-left corner) is not a face
@@ -48,7 +48,7 @@ def test_tracking_skips_detector_and_redetects(face_finder, shared_data):
 
 def test_multiple_face_policy(face_models):
     from edge_liveness.config import load_settings
-    from edge_liveness.tracking import FaceFinder
+    from edge_liveness.vision.tracking import FaceFinder
 
     img = cv2.imread(str(shared_file("faces", "face_recognition_examples", "two_people.jpg")))
     s = load_settings()

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_liveness.liveness import LivenessModel, default_model_path, manifest_path, read_manifest
-from edge_liveness.runtime import ModelError
+from edge_liveness.liveness.model import LivenessModel, default_model_path, manifest_path, read_manifest
+from edge_liveness.vision.runtime import ModelError
 
 
 def one_view_path() -> Path:
@@ -42,10 +42,10 @@ def test_manifest_is_read_and_matches_the_model(model):
 def _nuaa_crops(model, shared_data, kind: str, subject: str, n: int) -> list[np.ndarray]:
     import cv2
 
-    from edge_liveness.align import align_crop
+    from edge_liveness.vision.align import align_crop
     from edge_liveness.config import load_settings
-    from edge_liveness.face import FaceDetector
-    from edge_liveness.landmarks import Landmarker
+    from edge_liveness.vision.face import FaceDetector
+    from edge_liveness.vision.landmarks import Landmarker
 
     settings = load_settings()
     det, lm = FaceDetector.from_settings(settings), Landmarker.from_settings(settings)
@@ -141,6 +141,6 @@ def test_missing_model_and_bad_manifest_are_one_line(tmp_path):
 def test_module_does_not_import_tensorflow():
     import subprocess
 
-    code = "import sys, edge_liveness.liveness; print('tensorflow' in sys.modules)"
+    code = "import sys, edge_liveness.liveness.model; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

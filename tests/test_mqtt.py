@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from edge_liveness.config import load_settings
-from edge_liveness.mqtt import MqttLink
-from edge_liveness.outbox import Outbox
-from edge_liveness.publisher import Publisher
-from edge_liveness.verify import Verifier
+from edge_liveness.events.mqtt import MqttLink
+from edge_liveness.events.outbox import Outbox
+from edge_liveness.events.publisher import Publisher
+from edge_liveness.events.verify import Verifier
 
 KEY = "mqtt-test-key"
 DEVICE = "door1"
@@ -84,10 +84,10 @@ def _unique_in_order(msgs) -> list[dict]:
 DRIVER = r"""
 import sys
 from edge_liveness.config import load_settings
-from edge_liveness.logs import setup_logging
-from edge_liveness.mqtt import MqttLink
-from edge_liveness.outbox import Outbox
-from edge_liveness.publisher import Publisher
+from edge_liveness.service.logs import setup_logging
+from edge_liveness.events.mqtt import MqttLink
+from edge_liveness.events.outbox import Outbox
+from edge_liveness.events.publisher import Publisher
 import time
 setup_logging("INFO")
 host, port, state = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -280,7 +280,7 @@ def test_broker_down_at_start_then_up(mosquitto_broker, tmp_path, stack_factory,
 
 
 def test_missing_tls_file_is_one_line_error(tmp_path, mosquitto_broker):
-    from edge_liveness.mqtt import MqttError
+    from edge_liveness.events.mqtt import MqttError
 
     s = make_settings(mosquitto_broker, tmp_path, tls=True, ca_file=str(tmp_path / "nope.pem"))
     with pytest.raises(MqttError, match="mqtt.ca_file: .*nope.pem not found"):

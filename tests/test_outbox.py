@@ -10,9 +10,9 @@ import subprocess
 import sys
 import time
 
-from edge_liveness.outbox import Outbox
-from edge_liveness.publisher import Publisher
-from edge_liveness.verify import Verifier
+from edge_liveness.events.outbox import Outbox
+from edge_liveness.events.publisher import Publisher
+from edge_liveness.events.verify import Verifier
 
 KEY = b"outbox-test-key"
 
@@ -38,8 +38,8 @@ def test_events_and_seq_survive_reopen(tmp_path):
 
 KILL_SCRIPT = r"""
 import sys, time
-from edge_liveness.outbox import Outbox
-from edge_liveness.publisher import Publisher
+from edge_liveness.events.outbox import Outbox
+from edge_liveness.events.publisher import Publisher
 box = Outbox.open(sys.argv[1])
 pub = Publisher(box, None, "door", b"outbox-test-key")
 for i in range(int(sys.argv[2])):

@@ -36,7 +36,7 @@ def test_readme_links_point_at_files_that_exist():
 def test_readme_example_payload_is_valid_and_signed():
     import jsonschema
 
-    from edge_liveness.verify import verify_event
+    from edge_liveness.events.verify import verify_event
 
     schema = json.loads((REPO / "edge_liveness" / "schemas" / "event.schema.json").read_text())
     example = next(json.loads(b) for b in _json_blocks() if '"type": "decision"' in b)

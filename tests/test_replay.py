@@ -13,7 +13,7 @@ import cv2
 import pytest
 
 from conftest import REPO, shared_file
-from edge_liveness.verify import Verifier
+from edge_liveness.events.verify import Verifier
 from fault_helpers import DEVICE_ID, SIGNING_KEY, DaemonProc, EventSink, base_env
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from edge_liveness.runtime import ModelError, TFLiteModel, make_interpreter
+from edge_liveness.vision.runtime import ModelError, TFLiteModel, make_interpreter
 
 
 def test_float_model_loads_with_litert_and_knows_its_input(face_models):

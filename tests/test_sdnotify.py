@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge_liveness.sdnotify import Notifier
+from edge_liveness.service.sdnotify import Notifier
 
 
 def _recv_all(sock: socket.socket) -> list[dict[str, str]]:

@@ -36,7 +36,7 @@ LIVENESS_OVERRIDE = os.environ.get("EDGE_LIVENESS_TEST_LIVENESS_MODEL", "")
 def _liveness_model_env() -> dict[str, str]:
     if LIVENESS_OVERRIDE:
         return {"EDGE_LIVENESS_MODELS__LIVENESS": LIVENESS_OVERRIDE}
-    from edge_liveness.liveness import default_model_path
+    from edge_liveness.liveness.model import default_model_path
 
     if not default_model_path().is_file():
         pytest.skip(f"no shipped liveness model at {default_model_path()} yet "

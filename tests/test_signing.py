@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from edge_liveness import signing
-from edge_liveness.publisher import Publisher
-from edge_liveness.verify import Verifier, verify_event
+from edge_liveness.events import signing
+from edge_liveness.events.publisher import Publisher
+from edge_liveness.events.verify import Verifier, verify_event
 
 KEY = b"test-key-0123456789"
 
@@ -120,7 +120,7 @@ def test_schema_examples_validate_and_verify_with_the_example_key():
 def test_published_decision_and_prompt_match_the_schema():
     import jsonschema
 
-    from edge_liveness.decision import Decision, Prompt
+    from edge_liveness.decide.decision import Decision, Prompt
 
     ev = {"frames": 20, "passive_median": 0.91, "passive_min": 0.8, "threshold": 0.6, "blinks": 1,
           "ear_baseline": 0.28, "ear_min": 0.12, "active_mode": "blink", "active_passed": True,
@@ -178,7 +178,7 @@ def test_verifier_state_survives_a_restart_and_is_written_atomically(tmp_path):
     assert v2.check(_event(seq=11)).ok
     assert [p.name for p in tmp_path.iterdir()] == ["verify.state"], "no temp file left behind"
     state.write_text("{not json")
-    from edge_liveness.verify import VerifyStateError
+    from edge_liveness.events.verify import VerifyStateError
 
     try:
         Verifier(KEY, state_path=state)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge_liveness.status import EXIT_NOT_RUNNING, EXIT_OK, StatusFile, assess, format_human, read_status
+from edge_liveness.service.status import EXIT_NOT_RUNNING, EXIT_OK, StatusFile, assess, format_human, read_status
 
 REPO = Path(__file__).resolve().parent.parent
 

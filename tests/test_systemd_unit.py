@@ -220,7 +220,7 @@ except OSError:
     pass
 # ...and everything the daemon's loop does must still work.
 import numpy as np, cv2
-from edge_liveness.runtime import TFLiteModel
+from edge_liveness.vision.runtime import TFLiteModel
 for path in sys.argv[1:-1]:
     m = TFLiteModel(path, num_threads=2)
     x = np.random.default_rng(0).random(m.input.shape).astype(m.input.dtype)

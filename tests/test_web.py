@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from edge_liveness.commands import CommandError, validate_args
+from edge_liveness.events.commands import CommandError, validate_args
 from web_helpers import TOKEN, WebDaemon, read_mjpeg
 
 pytestmark = pytest.mark.slow

@@ -32,7 +32,7 @@ class WebDaemon:
 
     def __init__(self, tmp: Path, source: Path, host: str = "127.0.0.1", token: str | None = TOKEN,
                  extra: dict[str, str] | None = None):
-        from edge_liveness.liveness import default_model_path
+        from edge_liveness.liveness.model import default_model_path
 
         if not default_model_path().is_file():
             pytest.skip(f"no shipped liveness model at {default_model_path()}")

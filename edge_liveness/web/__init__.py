@@ -9,6 +9,9 @@
 
 Standard library only (``http.server``): nothing to install on the device, no extra attack surface to
 keep patched, and a handful of local viewers is all it ever serves.
+
+Layer: imports ``events`` (command checks), ``vision`` (eye rings) and ``config``; the daemon's
+``service.web_page`` runs it.
 """
 
 from __future__ import annotations

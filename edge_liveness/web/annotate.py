@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_liveness.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
+from edge_liveness.vision.landmarks import LEFT_EYE_RING, RIGHT_EYE_RING
 
 # BGR
 GREEN, RED, AMBER, WHITE, GREY = (60, 200, 60), (40, 40, 230), (0, 190, 255), (255, 255, 255), (170, 170, 170)

@@ -11,7 +11,7 @@ import hmac
 import ipaddress
 from typing import Any
 
-from edge_liveness.commands import TokenBucket
+from edge_liveness.events.commands import TokenBucket
 from edge_liveness.web import WebError
 
 COOKIE = "edge_liveness_web"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from edge_liveness.commands import CommandError, TokenBucket, validate_args
+from edge_liveness.events.commands import CommandError, TokenBucket, validate_args
 from edge_liveness.web import WebError
 from edge_liveness.web.auth import COOKIE, LOGIN_PAGE, TokenAuth, check_web_config, is_loopback
 from edge_liveness.web.hub import WebHub

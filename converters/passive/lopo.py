@@ -1,0 +1,245 @@
+"""Leave-one-person-out validation of a liveness recipe: what it does to people it has never seen.
+
+    python -m converters.passive.lopo DATA_ROOT --out benchmarks/results [--recipes tight,two-view-fusion,...]
+                              [--target-bpcer 0.02] [--weights CORAL.tflite] [--shipped models/liveness_mnv2_int8.tflite]
+
+DATA_ROOT is the folder made by ``scripts/lopo_data.sh``: one ``dataset extract`` folder per source,
+each with tight crops and (``--context-scale``) context crops under ``context/``. Folder names say
+what the context view is worth: ``frames_*`` were cut from full frames (real context), ``crops_*``
+from the repositories' tight face crops (tight view only), ``watermarked_*`` (td_selfies: a
+"Training Data" overlay across the frame) is never trained on and reported on its own.
+
+For every person with attack presentations (each NUAA subject, each replay person; the same man's
+crops and videos count as one person) a fresh model is trained without that person and judged on
+them. The threshold is never chosen on the judged person: the bona-fide-only people (td_real, ZJU,
+saikan45) are split into four groups; in repetition r the model is trained without groups r and
+r+1, the threshold is set so that group r+1 (unseen real people) loses ``--target-bpcer`` of its
+frames, and group r measures BPCER on other unseen real people. Rates per person pool the four
+repetitions.
+
+Models are frozen ImageNet MobileNetV2 features (converters/passive/features.py) + a logistic head, so a
+fold takes about a second. Recipes:
+- ``tight``: the daemon's aligned crop (margin 0.25), all data (frames and crops);
+- ``tight-frames``: the same on the frames_* data only (same people as the two-view recipes);
+- ``context``: the context crop alone, frames_* only;
+- ``two-view-concat``: one head on both views' features, frames_* only;
+- ``two-view-fusion``: mean logit of a tight head (all data) and a context head (frames_* only);
+- ``two-view-weighted``: the same two heads trained with every person weighing the same
+  (features.person_balanced_weights), fused 0.3 tight + 0.7 context (``VIEW_WEIGHTS``);
+- ``two-view-mirror``: two-view-weighted trained on every crop and its mirror image: the shipped recipe.
+``--shipped`` also scores the shipped model as it is (no retraining) at its own threshold, marking the
+people it was trained or validated on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from converters.measure import pad_metrics
+from converters.data.dataset import DatasetError
+from converters.passive.lopo_data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
+from converters.passive.lopo_data import sigmoid as _sigmoid
+from converters.passive.lopo_report import plot, shipped_report
+
+RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror")
+MIRRORED = {"two-view-mirror"}  # recipes that also train on every crop's mirror image (lopo_data.load(mirror=True))
+# two-view-weighted: the fused logit leans on the context view, which generalises to new people and
+# prints (NUAA 0006's prints fool the tight view), and keeps the tight view for faces seen up close
+VIEW_WEIGHTS = (0.3, 0.7)
+
+
+class Recipe:
+    """fit(mask) -> scorer(mask) -> logits, for one recipe over ``data``."""
+
+    def __init__(self, name: str, data: Data, l2: float):
+        if name not in RECIPES:
+            raise DatasetError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
+        self.name, self.d, self.l2 = name, data, l2
+        frames = data.kind == "frames"
+        self.train_ok = (data.kind != "watermarked") & (frames if name not in ("tight",) else True)
+        self.eval_ok = frames | (data.kind == "watermarked") if name != "tight" else np.ones(len(data.labels), bool)
+
+    def fit(self, mask: np.ndarray):
+        from converters.passive.features import fit_logistic, fit_weighted_heads
+
+        d, m = self.d, mask & self.train_ok
+        if self.name in ("tight", "tight-frames"):
+            h = fit_logistic(d.tight[m], d.labels[m], self.l2)
+            return lambda idx: h.logit(d.tight[idx])
+        if self.name == "context":
+            h = fit_logistic(d.context[m], d.labels[m], self.l2)
+            return lambda idx: h.logit(d.context[idx])
+        if self.name == "two-view-concat":
+            x = np.concatenate([d.tight, d.context], 1)
+            h = fit_logistic(x[m], d.labels[m], self.l2)
+            return lambda idx: h.logit(x[idx])
+        # two-view-fusion/-weighted: the tight head learns from every person, the context head from full frames
+        mt = mask & (d.kind != "watermarked")
+        if self.name in ("two-view-weighted", "two-view-mirror"):
+            mirrors = None
+            if self.name in MIRRORED:
+                if d.tight_mirror is None or d.context_mirror is None:
+                    raise DatasetError(f"recipe {self.name} needs the mirrored crops' features: load(..., mirror=True)")
+                mirrors = (d.tight_mirror, d.context_mirror)
+            ht, hc = fit_weighted_heads(d.tight, d.context, d.labels, d.person, mt, m, self.l2, mirrors)
+            return lambda idx: VIEW_WEIGHTS[0] * ht.logit(d.tight[idx]) + VIEW_WEIGHTS[1] * hc.logit(d.context[idx])
+        ht = fit_logistic(d.tight[mt], d.labels[mt], self.l2)
+        hc = fit_logistic(d.context[m], d.labels[m], self.l2)
+        return lambda idx: 0.5 * (ht.logit(d.tight[idx]) + hc.logit(d.context[idx]))
+
+
+def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0) -> dict:
+    rec = Recipe(name, data, l2)
+    groups = real_only_groups(data, seed)
+    attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
+    per_person: dict[str, dict] = {}
+    real_unseen: dict[str, list] = {}  # person -> accepted flags
+    real_photo: list[bool] = []  # accepted flags of still photos of unseen real people
+    real_attempts: list[bool] = []  # per video or photo of an unseen real person: median score >= threshold
+    watermarked: list[bool] = []  # video frames of td_selfies (the watermark runs across them)
+    td_photos: list[bool] = []  # td_selfies' still selfies (no watermark), never trained on
+    t0 = time.monotonic()
+    for p in attackers:
+        acc_l, acc_s, aucs, thrs = [], [], [], []
+        att_l, att_s = [], []  # per attempt: one recording's frames of one label, median score
+        for r in range(N_GROUPS):
+            g_eval, g_thr = set(groups[r]), set(groups[(r + 1) % N_GROUPS])
+            train = (data.person != p) & ~np.isin(data.person, list(g_eval | g_thr))
+            score = rec.fit(train)
+            thr_idx = np.flatnonzero(np.isin(data.person, list(g_thr)) & rec.eval_ok)
+            thr = float(threshold_for_bpcer(_sigmoid(score(thr_idx)), target_bpcer))
+            idx = np.flatnonzero((data.person == p) & rec.eval_ok)
+            s = _sigmoid(score(idx))
+            y = data.labels[idx]
+            acc_l += (s[y == 1] >= thr).tolist()
+            acc_s += (s[y == 0] >= thr).tolist()
+            for (rec_, lab_) in sorted(set(zip(data.recording[idx].tolist(), y.tolist()))):
+                sel = (data.recording[idx] == rec_) & (y == lab_)
+                (att_l if lab_ == 1 else att_s).append(bool(np.median(s[sel]) >= thr))
+            auc = pad_metrics.roc_auc(y, s)
+            if auc is not None:
+                aucs.append(auc)
+            thrs.append(thr)
+            ev = np.flatnonzero(np.isin(data.person, list(g_eval)) & rec.eval_ok)
+            se = _sigmoid(score(ev))
+            for q, a in zip(data.person[ev], se >= thr):
+                real_unseen.setdefault(str(q), []).append(bool(a))
+            real_photo += (se[data.photo[ev]] >= thr).tolist()
+            # the daemon decides an attempt on the median score of its frames: one video or photo = one attempt
+            for src in sorted(set(data.source[ev].tolist())):
+                real_attempts.append(bool(np.median(se[data.source[ev] == src]) >= thr))
+            wm = np.flatnonzero(data.kind == "watermarked")
+            if len(wm):
+                acc = _sigmoid(score(wm)) >= thr
+                watermarked += acc[~data.photo[wm]].tolist()
+                td_photos += acc[data.photo[wm]].tolist()
+        apcer = 1.0 - float(np.mean(np.logical_not(acc_s))) if acc_s else None
+        bpcer = float(np.mean(np.logical_not(acc_l))) if acc_l else None
+        acer = (apcer + bpcer) / 2 if apcer is not None and bpcer is not None else None
+        atype = sorted(set(data.attack[(data.person == p) & (data.labels == 0)].tolist()))
+        per_person[p] = {"attack_type": ",".join(atype), "n_live": int(((data.person == p) & (data.labels == 1) & rec.eval_ok).sum()),
+                         "n_attack": int(((data.person == p) & (data.labels == 0) & rec.eval_ok).sum()),
+                         "apcer": apcer, "bpcer": bpcer, "acer": acer,
+                         "attempts": {"n_live": len(att_l), "n_attack": len(att_s),
+                                      "apcer": float(np.mean(att_s)) if att_s else None,
+                                      "bpcer": 1 - float(np.mean(att_l)) if att_l else None},
+                         "auc": float(np.mean(aucs)) if aucs else None, "thresholds": [round(t, 4) for t in thrs]}
+        if p in FLAGGED:
+            per_person[p]["flag"] = FLAGGED[p]
+        print(f"[{name}] {p}: APCER {apcer:.3f} BPCER {bpcer:.3f} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+    res = summarise(name, per_person, real_unseen, watermarked, target_bpcer, groups)
+    res["bpcer_unseen_real_photos"] = float(1 - np.mean(real_photo)) if real_photo else None
+    res["n_unseen_real_photo_judgements"] = len(real_photo)
+    res["bpcer_unseen_real_attempts"] = float(1 - np.mean(real_attempts)) if real_attempts else None
+    res["attempt_note"] = "one attempt = one video (median score of its frames) or one photo of an unseen real person"
+    res["n_unseen_real_attempt_judgements"] = len(real_attempts)
+    res["bpcer_td_selfies_photos"] = float(1 - np.mean(td_photos)) if td_photos else None
+    res["note_watermarked"] = "bpcer_watermarked_td_selfies counts td_selfies' video frames only (the watermark); its photos are bpcer_td_selfies_photos"
+    return res
+
+
+def summarise(name: str, per_person: dict, real_unseen: dict, watermarked: list, target_bpcer: float, groups) -> dict:
+    def pooled(types: set[str]):
+        ps = [p for p, v in per_person.items() if v["attack_type"] in types and p not in FLAGGED]
+        if not ps:
+            return None
+        acers = [per_person[p]["acer"] for p in ps]
+        worst = max(ps, key=lambda p: per_person[p]["acer"])
+        n_a = sum(per_person[p]["n_attack"] for p in ps)
+        n_l = sum(per_person[p]["n_live"] for p in ps)
+        apcer = sum(per_person[p]["apcer"] * per_person[p]["n_attack"] for p in ps) / max(1, n_a)
+        bpcer = sum(per_person[p]["bpcer"] * per_person[p]["n_live"] for p in ps) / max(1, n_l)
+        att = [per_person[p]["attempts"] for p in ps]
+        att_acer = [(a["apcer"] + a["bpcer"]) / 2 for a in att if a["apcer"] is not None and a["bpcer"] is not None]
+        return {"people": len(ps), "mean_acer": float(np.mean(acers)), "worst_acer": float(max(acers)), "worst_person": worst,
+                "pooled_apcer": apcer, "pooled_bpcer": bpcer, "pooled_acer": (apcer + bpcer) / 2,
+                "attempts_mean_acer": float(np.mean(att_acer)) if att_acer else None,
+                "attempts_worst_acer": float(max(att_acer)) if att_acer else None}
+
+    flat = [a for v in real_unseen.values() for a in v]
+    return {
+        "recipe": name,
+        "target_bpcer": target_bpcer,
+        "threshold_rule": f"per fold: the threshold at which unseen real people (a group never trained on) lose {target_bpcer:.0%} of frames",
+        "replay": pooled({"replay"}),
+        "print": pooled({"print"}),
+        "bpcer_unseen_real_people": float(1 - np.mean(flat)) if flat else None,
+        "bpcer_unseen_real_per_person": {p: float(1 - np.mean(v)) for p, v in sorted(real_unseen.items())},
+        "bpcer_watermarked_td_selfies": float(1 - np.mean(watermarked)) if watermarked else None,
+        "real_only_groups": groups,
+        "per_person": per_person,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m converters.passive.lopo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", metavar="DATA_ROOT", help="folder made by scripts/lopo_data.sh")
+    ap.add_argument("--out", default="benchmarks/results", help="folder for liveness_lopo_*.json and the PNG")
+    ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument("--target-bpcer", type=float, default=0.02, help="per-frame BPCER on unseen real people that sets the threshold")
+    ap.add_argument("--weights", default="../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    ap.add_argument("--shipped", default="models/liveness_mnv2_int8.tflite", help="also score this model as it is ('' to skip)")
+    ap.add_argument("--l2", type=float, default=1e-2)
+    ap.add_argument("--cache", default=None, help="feature cache folder (default DATA_ROOT/.features)")
+    ap.add_argument("--name", default="liveness_lopo", help="file name stem of the results: NAME_<recipe>.json, NAME.png")
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    if not Path(args.weights).is_file():
+        print(f"error: --weights {args.weights}: no such file (Coral's tf2_mobilenet_v2_1.0_224_ptq.tflite)", file=sys.stderr)
+        return 2
+    try:
+        names = [r.strip() for r in args.recipes.split(",") if r.strip()]
+        data = load(root, args.weights, None, Path(args.cache) if args.cache else root / ".features",
+                    mirror=bool(MIRRORED & set(names)))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        results = {}
+        for name in names:
+            res = run_recipe(data, name, args.target_bpcer, args.l2)
+            results[name] = res
+            (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
+        shipped = shipped_report(data, Path(args.shipped), root, args.target_bpcer) if args.shipped else None
+        if shipped:
+            (out / f"{args.name}_shipped.json").write_text(json.dumps(shipped, indent=2) + "\n")
+        plot(results, shipped, out / f"{args.name}.png")
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for n, r in results.items():
+        rp, pr = r["replay"] or {}, r["print"] or {}
+        print(f"{n:>16}: replay mean ACER {rp.get('mean_acer', float('nan')):.3f} worst {rp.get('worst_acer', float('nan')):.3f} "
+              f"({rp.get('worst_person')}); print pooled ACER {pr.get('pooled_acer', float('nan')):.3f}; "
+              f"BPCER unseen real {r['bpcer_unseen_real_people']:.3f} (photos {r['bpcer_unseen_real_photos']}, "
+              f"td_selfies photos {r['bpcer_td_selfies_photos']}); "
+              f"watermarked {r['bpcer_watermarked_td_selfies']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

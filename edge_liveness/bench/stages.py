@@ -1,0 +1,154 @@
+"""Timing the stages: frames decoded once, then every frame through the real pipeline, per stage.
+
+Also the settings every bench part builds its models from (the config plus the bench's flags).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_liveness.bench.stats import BenchError, _r, summarize
+
+STAGES = ("decode", "detect", "landmarks", "eyes", "pose", "crop", "classify", "decide", "publish")
+WARMUP_FRAMES = 10
+
+
+def bench_settings(args, threads: int | None = None, liveness: str | None = None):
+    from edge_liveness.config import load_settings
+
+    models: dict[str, Any] = {}
+    if threads:
+        models["num_threads"] = threads
+    if liveness:
+        models["liveness"] = liveness
+    overrides: dict[str, Any] = {"models": models} if models else {}
+    if getattr(args, "active", None):
+        overrides["active"] = {"mode": args.active}
+    if getattr(args, "no_eye_model", False):
+        overrides["blink"] = {"eye_model": False}
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+
+def decode_frames(path: Path, limit: int, fps: float = 30.0) -> tuple[list, list[float]]:
+    """All frames (up to ``limit``; 0 = all) decoded once, and the decode time of each in ms."""
+    from edge_liveness.camera.supervisor import CameraError, Frame, ReplaySource, check_frame
+
+    src = ReplaySource(path, fps=fps, realtime=False)
+    try:
+        src.open()
+    except CameraError as e:
+        raise BenchError(str(e)) from None
+    frames, ms = [], []
+    try:
+        while not limit or len(frames) < limit:
+            t = time.perf_counter()
+            img, ts = src.read()
+            if img is None:
+                break
+            img, _problem = check_frame(img)
+            dt = (time.perf_counter() - t) * 1e3
+            if img is None:
+                continue
+            ms.append(dt)
+            frames.append(Frame(img, float(ts), len(frames)))
+    except CameraError as e:
+        raise BenchError(str(e)) from None
+    finally:
+        src.close()
+    if not frames:
+        raise BenchError(f"{path}: no frame could be decoded")
+    return frames, ms
+
+
+
+@dataclass
+class FrameRecord:
+    ms: dict[str, float]
+    tracked: bool
+    face: bool
+    total_ms: float  # pipeline.process + publish of its outputs
+    cpu_ms: float
+    publish_ms: list[float] = field(default_factory=list)
+
+
+def run_pipeline(settings, models, frames: list, publisher=None) -> tuple[list[FrameRecord], list[dict]]:
+    """Warm up on a throwaway pipeline, then time every frame through a fresh one."""
+    from edge_liveness.pipeline import Pipeline
+
+    warm = Pipeline(settings, models)
+    for f in frames[:WARMUP_FRAMES]:
+        warm.process(f)
+    lv = models.liveness
+    zero = np.zeros((lv.crop_size, lv.crop_size, 3), np.uint8)
+    for _ in range(3):
+        lv.predict_views(zero, zero)
+    pipe = Pipeline(settings, models)
+    records: list[FrameRecord] = []
+    outputs: list[dict] = []
+    pc, cpu = time.perf_counter, time.process_time
+    for f in frames:
+        c0, t0 = cpu(), pc()
+        r = pipe.process(f)
+        pub = []
+        for out in r.outputs:
+            t = pc()
+            if publisher is not None:
+                publisher.submit(out.kind, out.body())
+            pub.append((pc() - t) * 1e3)
+            outputs.append({"frame": f.index, "t": round(f.ts, 3), "kind": out.kind, **_brief(out)})
+        records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3, (cpu() - c0) * 1e3, pub))
+    return records, outputs
+
+
+def _brief(out: Any) -> dict[str, Any]:
+    b = out.body()
+    return {k: b[k] for k in ("result", "reason", "actions") if k in b}
+
+
+def _ran(stage: str, r: FrameRecord) -> bool:
+    if stage in ("detect", "landmarks"):
+        return r.ms.get(stage, 0.0) > 0.0  # the finder reports 0.0 for a model it skipped
+    return stage in r.ms
+
+
+def stage_table(records: list[FrameRecord], decode_ms: list[float]) -> dict[str, dict]:
+    n = len(records)
+    out = {"decode": summarize(decode_ms, len(decode_ms))}
+    for s in STAGES[1:]:
+        if s == "publish":
+            vals = [v for r in records for v in r.publish_ms]
+        else:
+            vals = [r.ms[s] for r in records if _ran(s, r)]
+        out[s] = summarize(vals, n)
+    out["publish"]["note"] = "in-loop submits of the pipeline's own decisions/prompts"
+    return out
+
+
+def pipeline_summary(records: list[FrameRecord], outputs: list[dict]) -> dict[str, Any]:
+    n = len(records)
+    tot = [r.total_ms for r in records]
+    coll = [r.total_ms for r in records if "classify" in r.ms]
+    idle = [r.total_ms for r in records if "classify" not in r.ms]
+    staged = [sum(v for k, v in r.ms.items()) for r in records]
+    return {"frames": n, "fps": _r(n / (sum(tot) / 1e3), 1) if sum(tot) > 0 else None,
+            "frame": summarize(tot), "cpu_ms_per_frame": _r(float(np.mean([r.cpu_ms for r in records]))),
+            # CPU-time fps: what one uncontended core would give; cpu_share < 1 means waiting (others' jobs, I/O)
+            "fps_from_cpu_time": _r(1e3 / float(np.mean([r.cpu_ms for r in records])), 1) if any(r.cpu_ms for r in records) else None,
+            "cpu_share": _r(sum(r.cpu_ms for r in records) / sum(tot), 3) if sum(tot) > 0 else None,
+            "fps_while_classifying": _r(len(coll) / (sum(coll) / 1e3), 1) if coll else None,
+            "fps_without_classify": _r(len(idle) / (sum(idle) / 1e3), 1) if idle else None,
+            "glue_ms_per_frame": _r(float(np.mean([t - s for t, s in zip(tot, staged)]))),
+            "face_frames": sum(r.face for r in records), "tracked_frames": sum(r.tracked for r in records),
+            "detector_runs": sum(_ran("detect", r) for r in records),
+            "classify_runs": sum("classify" in r.ms for r in records), "outputs": outputs}
+
+
+def fps_of(records: list[FrameRecord], first: int) -> float | None:
+    tot = sum(r.total_ms for r in records[:first])
+    return _r(min(first, len(records)) / (tot / 1e3), 1) if tot > 0 else None

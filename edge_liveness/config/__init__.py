@@ -1,0 +1,355 @@
+"""The one configuration model the whole daemon reads.
+
+Sources, strongest first: explicit overrides (CLI flags), environment variables
+``EDGE_LIVENESS_<SECTION>__<KEY>``, secret files (systemd's ``$CREDENTIALS_DIRECTORY`` or
+``--secrets-dir``), the TOML file, built-in defaults. Every section forbids unknown keys, so a typo
+is an error rather than a silently ignored setting.
+
+Layer: the bottom; imports nothing of the project but ``problems`` beside it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+
+from edge_liveness.config.problems import ENV_PREFIX, env_var_for  # noqa: F401  (env_var_for: re-exported)
+from edge_liveness.config.problems import env_parse_problem as _env_parse_problem
+from edge_liveness.config.problems import problem_line as _problem_line
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-liveness/edge-liveness.toml")
+
+# Secret files whose names are friendlier than section__key (systemd LoadCredential= names).
+SECRET_ALIASES = {
+    "mqtt_password": ("mqtt", "password"),
+    "signing_key": ("security", "signing_key"),
+    "web_token": ("web", "token"),
+}
+
+
+def _default_state_dir() -> str:
+    # systemd's StateDirectory= exports this; outside systemd a user-writable place.
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    system = Path("/var/lib/edge-liveness")
+    if system.is_dir() and os.access(system, os.W_OK):
+        return str(system)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "edge-liveness")
+
+
+def _default_models_dir() -> str:
+    system = Path("/var/lib/edge-liveness/models")
+    if system.is_dir():
+        return str(system)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "edge-liveness" / "models")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DeviceConfig(Section):
+    id: str = Field(default_factory=lambda: socket.gethostname() or "door", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                    description="device id; becomes the MQTT topic segment")
+
+
+class CameraConfig(Section):
+    source: str = Field("0", description="'picamera2', a device index, /dev/videoN, a GStreamer pipeline, "
+                                          "rtsp:// or http:// URL, a video file, an image or a folder of images")
+    width: int = Field(640, gt=0, le=7680)
+    height: int = Field(480, gt=0, le=4320)
+    fps: float = Field(30.0, gt=0, le=240)
+    loop: bool = Field(False, description="replay sources: start again at the end")
+    realtime: bool = Field(True, description="replay sources: pace at the file's frame rate (False: as fast as possible)")
+    reopen_initial_s: float = Field(0.5, gt=0, le=60)
+    reopen_max_s: float = Field(30.0, gt=0, le=3600)
+    read_timeout_s: float = Field(5.0, gt=0, le=600, description="no frame for this long counts as a stalled camera")
+    threaded: bool = Field(True, description="capture in its own thread; a slow stage then drops frames, not latency")
+
+
+class ModelsConfig(Section):
+    dir: str = Field(default_factory=_default_models_dir, description="where `models fetch` puts third-party models")
+    detector: str = "face_detection_short_range.tflite"
+    landmarks: str = "face_landmark.tflite"
+    eyes: str = Field("iris_landmark.tflite", description="eye-contour model (optional: without it blinks use the mesh's eyelids)")
+    liveness: str = Field("", description="liveness .tflite; empty = the model shipped with the package")
+    num_threads: int = Field(1, ge=1, le=16)
+
+
+class DetectionConfig(Section):
+    min_score: float = Field(0.6, gt=0, lt=1)
+    nms_iou: float = Field(0.3, gt=0, lt=1)
+    min_face_frac: float = Field(0.15, gt=0, le=1, description="face box side / frame short side to count as 'large enough'")
+    multiple_faces: Literal["reject", "largest"] = "reject"
+    track: bool = Field(True, description="skip the detector while landmark tracking holds")
+    min_presence: float = Field(0.5, gt=0, lt=1, description="landmark face-presence score below which tracking is lost")
+    max_yaw_deg: float = Field(30.0, gt=0, le=90, description="a face turned further than this is not frontal enough to start an attempt")
+    redetect_frames: int = Field(15, ge=1, le=1000, description="while tracking, still run the detector every N frames so a second face (a phone held up beside a live person) is seen")
+
+
+class BlinkConfig(Section):
+    model: str = Field("", description="learned blink model .tflite (with its .json manifest); empty = the one shipped with the package")
+    threshold: float | None = Field(None, gt=0, lt=1, description="P(in a blink) at or above which a moment counts as blinking; empty = the model manifest's")
+    min_closed_s: float = Field(0.0, ge=0, le=2, description="shortest blink (the run of moments the model marks as blinking)")
+    max_closed_s: float = Field(0.7, gt=0, le=5, description="longest blink: eyes kept shut longer, or a long look down, are not blinks")
+    baseline_s: float = Field(3.0, gt=0, le=60, description="window of each eye's open level (80th percentile of its openness)")
+    min_eye_px: float = Field(8.0, gt=0, le=200, description="eye width (corner to corner, frame pixels) below which the eyes are not trusted (visible=False)")
+    eye_model: bool = Field(True, description="read the eyelids with the eye-contour model (models.eyes) when it is present; False = the face mesh's eyelids, which miss most blinks")
+
+
+class ActiveConfig(Section):
+    mode: Literal["off", "blink", "turn", "blink_and_turn", "challenge"] = "blink"
+    blink_timeout: float = Field(6.0, gt=0, le=120)
+    blink_alternatives: list[Literal["turn_left", "turn_right", "nod"]] = Field(
+        default_factory=lambda: ["turn_left", "turn_right"],
+        description="blink mode: head motions that also count as the sign of life; [] = a blink only (docs/decision.md)")
+    turn_deg: float = Field(20.0, gt=0, le=80)
+    nod_deg: float = Field(12.0, gt=0, le=80)
+    turn_window_s: float = Field(4.0, gt=0, le=60)
+    challenge_min_steps: int = Field(1, ge=1, le=3)
+    challenge_max_steps: int = Field(3, ge=1, le=3)
+    challenge_step_timeout_s: float = Field(5.0, gt=0, le=60)
+    challenge_max_low_s: float = Field(1.0, ge=0, le=60, description="challenge: longest run of frames with P(live) below the threshold before spoof_suspected")
+
+
+class DecisionConfig(Section):
+    min_frames: int = Field(8, ge=1, le=10000, description="fewest scored frames before any decision")
+    min_evidence_s: float = Field(1.0, ge=0, le=60, description="shortest span of scored frames before any decision: a real person gets a fair look, on any frame rate (docs/decision.md)")
+    score_window_s: float = Field(2.0, ge=0, le=60, description="the passive verdict is the median P(live) of the last this-many seconds; 0 = of the whole attempt")
+    threshold: float | None = Field(None, gt=0, lt=1, description="P(live) threshold; empty = the model manifest's")
+    attempt_timeout_s: float = Field(10.0, gt=0, le=600)
+    face_lost_s: float = Field(1.0, gt=0, le=60)
+    cooldown_s: float = Field(3.0, ge=0, le=600)
+    rearm: Literal["leave", "cooldown"] = Field("leave", description="after a decision, a new attempt needs the face to leave (absent face_lost_s) and the cooldown; 'cooldown': the cooldown only")
+    early_fail: bool = Field(False, description="true: fail spoof_suspected as soon as the passive verdict is low; false: keep looking until attempt_timeout_s, so a real person is not refused on a bad second (docs/decision.md)")
+
+
+class MqttConfig(Section):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(1883, gt=0, lt=65536)
+    client_id: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    topic_prefix: str = Field("edge-liveness", pattern=r"^[^#+]+$")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = Field(False, description="skip hostname check (never in production)")
+    reconnect_min_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    ha_discovery: bool = False
+    ha_prefix: str = "homeassistant"
+    max_command_bytes: int = Field(4096, ge=64, le=1048576)
+    command_rate_per_min: int = Field(30, ge=1, le=10000)
+
+
+class SecurityConfig(Section):
+    signing_key: SecretStr = Field(SecretStr(""), description="HMAC key for events and commands; from the secrets directory "
+                                   "(empty: `run` creates one at <storage.state_dir>/signing_key at first start)")
+    max_clock_skew_s: float = Field(300.0, gt=0, le=86400)
+    allow_unsigned_commands: bool = Field(False, description="accept commands without a signature (unsafe: any "
+                                          "client of the broker could switch the active check off)")
+
+    @field_validator("signing_key")
+    @classmethod
+    def _not_blank(cls, v: SecretStr) -> SecretStr:
+        text = v.get_secret_value()
+        if text and not text.strip():
+            raise ValueError("is only whitespace: give the key, or leave it unset to have one created")
+        return v
+
+
+class StorageConfig(Section):
+    state_dir: str = Field(default_factory=_default_state_dir)
+    retention_days: float = Field(30.0, gt=0, le=3650)
+    retention_rows: int = Field(100000, ge=100, le=100000000, description="journal rows kept (delivered ones are pruned first)")
+    max_pending_rows: int = Field(1000000, ge=100, le=100000000,
+                                  description="hard cap on undelivered journal rows; past it the oldest are dropped with an ERROR log")
+    save_images: bool = Field(False, description="privacy: face images never touch disk unless this is true; "
+                                                 "true keeps each attempt's aligned crops under <state_dir>/attempt_images/")
+    images_per_attempt: int = Field(8, ge=1, le=100, description="crops kept per attempt (spread over it) when save_images")
+    images_keep_attempts: int = Field(500, ge=1, le=1000000, description="attempts whose crops are kept; the oldest go first")
+    images_keep_days: float = Field(30.0, gt=0, le=3650, description="crops older than this are deleted")
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class HealthConfig(Section):
+    http: bool = Field(False, description="serve /healthz and /metrics on localhost")
+    host: Literal["127.0.0.1", "::1", "localhost"] = "127.0.0.1"
+    port: int = Field(9108, gt=0, lt=65536)
+
+
+class WebConfig(Section):
+    enabled: bool = Field(False, description="serve the commissioning page (live preview, decisions, mode switch)")
+    host: str = Field("127.0.0.1", min_length=1, description="a non-loopback address needs the web_token secret")
+    port: int = Field(8088, gt=0, lt=65536)
+    preview_fps: float = Field(5.0, gt=0, le=30, description="preview frames per second (encoded only while a viewer watches)")
+    token: SecretStr = Field(SecretStr(""), description="bearer token; from the secrets directory as web_token")
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
+_secrets_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("secrets_dir", default=None)
+
+
+class ConfigFileError(ValueError):
+    """The TOML file cannot be read or parsed (message is one line)."""
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigFileError(f"{path}: config file not found (give an existing --config or leave it out for defaults)")
+    except PermissionError:
+        raise ConfigFileError(f"{path}: config file not readable (permission denied): fix its owner/mode")
+    except IsADirectoryError:
+        raise ConfigFileError(f"{path}: is a directory, not a TOML config file")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigFileError(f"{path}: bad TOML: {e}")
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path}: not a text file: a TOML config must be UTF-8")
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        return read_toml(path) if path else {}
+
+
+class _SecretsSource(PydanticBaseSettingsSource):
+    """Secret files: ``<section>__<key>`` or one of SECRET_ALIASES; contents stripped of the final newline."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        d = _secrets_dir.get()
+        if d is None and os.environ.get("CREDENTIALS_DIRECTORY"):
+            d = Path(os.environ["CREDENTIALS_DIRECTORY"])
+        if not d or not d.is_dir():
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for f in sorted(d.iterdir()):
+            if not f.is_file():
+                continue
+            if f.name in SECRET_ALIASES:
+                section, key = SECRET_ALIASES[f.name]
+            elif "__" in f.name:
+                section, key = f.name.split("__", 1)
+            else:
+                continue
+            try:
+                value = f.read_text().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigFileError(f"{f}: secret file unreadable ({getattr(e, 'strerror', None) or 'not UTF-8 text'}): "
+                                      f"fix its owner/mode or contents")
+            if (section, key) == ("security", "signing_key") and not value.strip():
+                # An empty key file used to mean "unsigned"; a key that was meant to be there is not.
+                raise ConfigFileError(f"{f}: signing key file is empty: write the key into it (e.g. `head -c 32 "
+                                      f"/dev/urandom | xxd -p -c 64`) or remove the file")
+            out.setdefault(section, {})[key] = value
+        return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      validate_assignment=True, nested_model_default_partial_update=True)
+
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    blink: BlinkConfig = Field(default_factory=BlinkConfig)
+    active: ActiveConfig = Field(default_factory=ActiveConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _SecretsSource(settings_cls), _TomlSource(settings_cls))
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.storage.state_dir)
+
+    @property
+    def topic_base(self) -> str:
+        return f"{self.mqtt.topic_prefix.rstrip('/')}/{self.device.id}"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def resolve_config_path(path: str | Path | None) -> Path | None:
+    if path:
+        return Path(path)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(path: str | Path | None = None, secrets_dir: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the Settings; raise ConfigError listing every problem, one line each."""
+    cfg_path = resolve_config_path(path)
+    t1 = _config_file.set(cfg_path)
+    t2 = _secrets_dir.set(Path(secrets_dir) if secrets_dir else None)
+    try:
+        return Settings(**overrides)
+    except ConfigFileError as e:
+        raise ConfigError([str(e)]) from None
+    except ValidationError as e:
+        raise ConfigError([_problem_line(err) for err in e.errors()]) from None
+    except SettingsError as e:
+        raise ConfigError([_env_parse_problem(e, Settings)]) from None
+    finally:
+        _config_file.reset(t1)
+        _secrets_dir.reset(t2)
+
+
+def masked_dict(settings: Settings) -> dict[str, Any]:
+    """The effective config as plain data, secrets shown as '********' (or '' when unset)."""
+    def walk(model: BaseModel) -> dict[str, Any]:
+        out = {}
+        for name in type(model).model_fields:
+            v = getattr(model, name)
+            if isinstance(v, BaseModel):
+                out[name] = walk(v)
+            elif isinstance(v, SecretStr):
+                out[name] = "********" if v.get_secret_value() else ""
+            else:
+                out[name] = v
+        return out
+    return walk(settings)
