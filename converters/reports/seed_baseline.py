@@ -86,7 +86,11 @@ class OpenCVFaceDetector:
         import cv2
 
         self.cv2 = cv2
-        self.net = cv2.dnn.readNetFromTFLite(str(model_path), engine=cv2.dnn.ENGINE_CLASSIC)
+        # OpenCV 5.0 calls the layer-by-layer engine ENGINE_CLASSIC, 5.1 renamed it ENGINE_OPENCV; 4.x
+        # has neither (and only that engine)
+        engine = getattr(cv2.dnn, "ENGINE_CLASSIC", getattr(cv2.dnn, "ENGINE_OPENCV", None))
+        kw = {} if engine is None else {"engine": engine}
+        self.net = cv2.dnn.readNetFromTFLite(str(model_path), **kw)
         self.names = list(self.net.getUnconnectedOutLayersNames())
         if sorted(self.names) != ["classificators", "regressors"]:
             raise RuntimeError(f"{model_path}: outputs {self.names}, expected BlazeFace's classificators/regressors")
