@@ -20,11 +20,14 @@ if [ -n "${EDGE_LIVENESS_RUN_DRY:-}" ]; then  # tests: show the command instead 
   exit 0
 fi
 
+# stdout carries the decisions, one JSON line each (README): whatever the install steps print goes
+# to stderr, and the daemon gets the original stdout back (fd 3) at exec.
+exec 3>&1 1>&2
 source "$(dirname "$0")/_env.sh"
 apt_install python3-venv
 make_venv
 pip_install metrics
 fetch_models
 venv_abs=$(cd "$VENV" && pwd)
-echo "==> for the other edge-liveness commands, in your shell: source $venv_abs/bin/activate" >&2
-exec "$VENV/bin/edge-liveness" run ${args[@]+"${args[@]}"}
+echo "==> for the other edge-liveness commands, in your shell: source $venv_abs/bin/activate"
+exec "$VENV/bin/edge-liveness" run ${args[@]+"${args[@]}"} 1>&3 3>&-

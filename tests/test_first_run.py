@@ -91,6 +91,58 @@ def test_replay_end_names_exit_at_end_and_exit_at_end_exits(tmp_path, face_model
         d.close()
 
 
+def test_exit_at_end_wins_over_camera_loop(tmp_path, face_models):
+    """Issue 27: `camera.loop = true` in the config kept a `run --exit-at-end` going for ever. The flag
+    typed for this run wins, and the log says the loop setting was set aside."""
+    rec = _tiny_recording(tmp_path / "rec")
+    d = DaemonProc(tmp_path, base_env(tmp_path / "state", rec, None, camera__loop=True),
+                   args=["--quiet", "--exit-at-end"])
+    try:
+        assert d.wait_exit(timeout=120) == 0, d.log()[-2000:]
+        assert "camera.loop = true is ignored" in d.log() and "Traceback" not in d.log()
+    finally:
+        d.close()
+
+
+# ---------------------------------------------------------------- issue 27: a folder of things that are not images
+
+def _not_images(tmp_path: Path) -> dict[str, Path]:
+    named_like_images = tmp_path / "named_like_images"
+    named_like_images.mkdir()
+    (named_like_images / "door.jpg").write_text("not a JPEG\n")
+    (named_like_images / "door2.png").write_bytes(b"")
+    other = tmp_path / "other_files"
+    other.mkdir()
+    (other / "notes.txt").write_text("hello\n")
+    (other / "clip.mp4").write_text("not a video\n")
+    fake_video = tmp_path / "fake.mp4"
+    fake_video.write_text("not a video either\n")
+    return {"a folder of files named like images": named_like_images, "a folder without images": other,
+            "a file that is no video": fake_video}
+
+
+def test_replay_of_files_that_are_not_images_exits_2_in_one_line(tmp_path):
+    for what, path in _not_images(tmp_path).items():
+        r = _cli("replay", str(path))
+        assert r.returncode == 2, (what, r.returncode, r.stderr)
+        line = _one_clear_line(r, str(path))
+        assert "give a" in line, (what, line)  # names the fix
+        assert r.stdout == "", what
+
+
+def test_run_on_files_that_are_not_images_exits_2_in_one_line(tmp_path, face_models):
+    from fault_helpers import assert_one_clear_error
+
+    for i, (what, path) in enumerate(_not_images(tmp_path).items()):
+        d = DaemonProc(tmp_path / f"d{i}", base_env(tmp_path / "state", path, None, camera__loop=False),
+                       args=["--quiet", "--exit-at-end"])
+        try:
+            line = assert_one_clear_error(d, d.wait_exit(timeout=120), str(path))
+            assert "give a" in line, (what, line)
+        finally:
+            d.close()
+
+
 # ---------------------------------------------------------------- item 6 and issue 17: `status`
 
 def test_status_of_a_corrupt_file_is_one_line_and_exit_4(tmp_path):
@@ -187,6 +239,51 @@ def test_run_sh_resolves_a_relative_source_against_where_it_was_typed(tmp_path):
     assert args[3] == "--exit-at-end" and args[4] == f"--config={tmp_path / 'cfg.toml'}", args
 
 
+def _installed_venv_or_skip() -> Path:
+    """The venv this suite runs in, when scripts/_env.sh installed it and nothing asks for a re-install
+    (a test must not pip-install into it)."""
+    import hashlib
+
+    venv = Path(sys.prefix)
+    stamp = venv / ".edge-liveness-installed"
+    if not stamp.is_file():
+        pytest.skip(f"{venv} was not installed by scripts/_env.sh (no {stamp.name}): run scripts/test.sh")
+    extras, digest = (stamp.read_text().split() + ["", ""])[:2]
+    if digest != hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest() or "metrics" not in extras.split(","):
+        pytest.skip("pyproject.toml changed since the venv was installed: run.sh would re-install (scripts/test.sh does it)")
+    if subprocess.run(["dpkg", "-s", "python3-venv"], capture_output=True).returncode != 0:
+        pytest.skip("python3-venv is not installed: run.sh would apt-get it (scripts/test.sh installs it)")
+    return venv
+
+
+def test_run_sh_prints_decisions_alone_on_stdout_and_progress_on_stderr(tmp_path, face_models, shared_data):
+    """Issue 27: the README says stdout carries the decision JSON; run.sh's `==>` lines were mixed in.
+    The real run.sh, install steps (already done: no-ops) and daemon, on a real clip that ends mid-attempt."""
+    venv = _installed_venv_or_skip()
+    cap = cv2.VideoCapture(str(shared_file("video", "tranvanluyt_real.mp4")))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    clip = tmp_path / "clip.mkv"
+    writer = None
+    for _ in range(round(0.6 * fps)):  # too short for a decision: the stop ends the attempt (fail/shutdown)
+        ok, img = cap.read()
+        assert ok
+        writer = writer or cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"FFV1"), fps, (img.shape[1], img.shape[0]))
+        writer.write(img)
+    cap.release()
+    writer.release()
+    env = clean_env()
+    env.update(base_env(tmp_path / "state", clip, None, camera__loop=False), EDGE_LIVENESS_VENV=str(venv))
+    r = subprocess.run(["bash", str(REPO / "scripts" / "run.sh"), "--source", "clip.mkv", "--exit-at-end"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert lines, r.stderr[-3000:]
+    payloads = [json.loads(ln) for ln in lines]  # every stdout line is one JSON payload
+    assert [(p["type"], p["result"], p["reason"]) for p in payloads] == [("decision", "fail", "shutdown")], payloads
+    assert "==>" not in r.stdout
+    assert "==> for the other edge-liveness commands, in your shell: source" in r.stderr
+
+
 # ---------------------------------------------------------------- item 2: install once, without warnings
 
 def test_the_package_builds_without_setuptools_warnings(tmp_path):
@@ -206,16 +303,17 @@ def test_the_package_builds_without_setuptools_warnings(tmp_path):
 
 
 def test_pip_install_is_skipped_when_nothing_changed(tmp_path):
-    """scripts/_env.sh's pip_install on the venv the suite runs in: installed by test.sh, so a no-op now."""
-    venv = Path(sys.prefix)
+    """scripts/_env.sh's pip_install on the venv the suite runs in: installed by test.sh, so a no-op now
+    (and where pyproject.toml changed since, skipped: the test must not re-install a venv in use)."""
+    venv = _installed_venv_or_skip()
     stamp = venv / ".edge-liveness-installed"
-    if not stamp.is_file():
-        pytest.skip(f"{venv} was not installed by scripts/_env.sh (no {stamp.name}): run scripts/test.sh")
     extras = stamp.read_text().split()[0]
     r = subprocess.run(["bash", "-c", f'source scripts/_env.sh; pip_install {extras}'], cwd=REPO, capture_output=True,
                        text=True, timeout=600, env=dict(os.environ, EDGE_LIVENESS_VENV=str(venv)))
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines() == [f"==> edge-liveness already installed in {venv} (pyproject.toml unchanged)"], r.stdout
+    # progress goes to stderr (issue 27): run.sh's stdout carries decisions only
+    assert r.stdout == "" and r.stderr.strip().splitlines() == [
+        f"==> edge-liveness already installed in {venv} (pyproject.toml unchanged)"], r.stdout + r.stderr
     # a changed pyproject.toml changes the stamp, so the next start re-installs
     r2 = subprocess.run(["bash", "-c", f'source scripts/_env.sh; cd "$1"; install_stamp {extras}', "_", str(tmp_path)],
                         cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -124,6 +124,21 @@ def test_identical_traces_compare_clean(x86_trace, tmp_path):
     assert report["x86_decision"] == ["pass", "live"]
 
 
+def test_compare_runs_without_qemu_on_path(x86_trace, tmp_path):
+    """Issue 27: on a machine check_pi.sh never ran on there is no QEMU; comparing traces needs none
+    (the report names QEMU's version only where it is installed)."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, str(COMPARE), "compare", "--x86", str(x86_trace), "--pi",
+                        f"cortex-a72={x86_trace}", "--out", str(out)], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PATH=str(empty)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    report = json.loads(out.read_text())
+    assert report["qemu"] is None and report["cpus"][0]["problems"] == []
+
+
 def _rewrite(src: Path, dst: Path, change) -> Path:
     lines = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
     dst.write_text("".join(json.dumps(change(o)) + "\n" for o in lines))

@@ -183,17 +183,64 @@ def test_trace_does_not_change_the_decision(face_models):
 
 
 def test_recording_that_ends_mid_attempt_says_so(face_models, tmp_path):
-    # Issue 18 item 8: an attempt still collecting at the end is reported, never silence.
+    # Issue 18 item 8: an attempt still collecting at the end is reported, never silence; issue 27: and
+    # it ends as the daemon ends it when it stops there, with a fail/shutdown decision.
     cap = cv2.VideoCapture(str(shared_file(*VIDEO)))
     ok, img = cap.read()
     cap.release()
     still = tmp_path / "face.jpg"
     cv2.imwrite(str(still), img)
     rc, out, err = replay(str(still))
-    assert rc == 0 and out == []
+    assert rc == 0 and [(o["type"], o["result"], o["reason"]) for o in out] == [("decision", "fail", "shutdown")]
     lines = [line for line in err.splitlines() if line.startswith("incomplete:")]
     assert len(lines) == 1 and "still collecting when the recording ended" in lines[0] and "1 frames scored" in lines[0]
+    assert "fail/shutdown" in lines[0] and out[0]["attempt_id"] in lines[0]
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), img * 0)
     rc, out, err = replay(str(blank))
     assert rc == 0 and out == [] and err.strip().startswith("no attempt: none of the 1 frames")
+
+
+# ---------------------------------------------------------------- issue 27: one story for a clip that ends mid-attempt
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory) -> Path:
+    """The first 0.6 s of a real recording, lossless: a face, an attempt started, too short for any
+    decision (decision.min_evidence_s is 1 s)."""
+    cap = cv2.VideoCapture(str(shared_file(*VIDEO)))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    out = tmp_path_factory.mktemp("short") / "short.mkv"
+    writer = None
+    for _ in range(round(0.6 * fps)):
+        ok, img = cap.read()
+        assert ok
+        if writer is None:
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"FFV1"), fps, (img.shape[1], img.shape[0]))
+        writer.write(img)
+    cap.release()
+    writer.release()
+    return out
+
+
+def test_a_clip_that_ends_mid_attempt_tells_one_story_in_replay_and_run(short_clip, tmp_path, face_models):
+    """`run --exit-at-end` stops where the clip ends and, as on any stop mid-attempt, publishes a signed
+    fail/shutdown; `replay` prints the same decision (it used to print none)."""
+    env = base_env(tmp_path / "state", short_clip, None, camera__loop=False, active__mode="blink")
+    secrets = tmp_path / "k"
+    secrets.mkdir()
+    (secrets / "signing_key").write_text(SIGNING_KEY)
+    rc, out, err = replay(str(short_clip), "--secrets-dir", str(secrets), env_extra=env)
+    assert rc == 0, err
+    replayed = [o for o in out if o.get("type") == "decision"]
+    d = DaemonProc(tmp_path, env, args=["--exit-at-end"])
+    try:
+        assert d.wait_exit(timeout=180) == 0, d.log()[-2000:]
+        ran = d.decisions()
+    finally:
+        d.close()
+    assert [(o["result"], o["reason"]) for o in replayed] == [(o["result"], o["reason"]) for o in ran] \
+        == [("fail", "shutdown")], (replayed, ran, err, d.log()[-2000:])
+    for o in (replayed[0], ran[0]):  # a verifier each: both runs number their first payload seq 1
+        assert Verifier(SIGNING_KEY.encode()).check(o).ok, o
+    assert replayed[0]["evidence"]["active_mode"] == ran[0]["evidence"]["active_mode"] == "blink"
+    assert "incomplete:" in err and "fail/shutdown" in err

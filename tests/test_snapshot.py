@@ -99,3 +99,40 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, shared_data, args, n
     assert rc == 2 and out == ""
     assert len(lines) == 1 and needle in lines[0], err
     assert not list(tmp_path.glob("**/*.jpg"))
+
+
+# ---------------------------------------------------------------- issue 27: the ghost after the EAR text
+
+def _ink_and_outline_columns(img: np.ndarray, rows: slice) -> tuple[int, int]:
+    """Rightmost column of the white text and of its black outline within ``rows`` of the top band
+    (the band darkens the flat grey frame to about 42: the outline is the only near-black there)."""
+    band = img[rows].astype(int)
+    ink = np.where((band.min(axis=2) > 200).any(axis=0))[0]
+    outline = np.where((band.max(axis=2) < 20).any(axis=0))[0]
+    assert ink.size and outline.size
+    return int(ink.max()), int(outline.max())
+
+
+@pytest.mark.parametrize("size", [(480, 640), (720, 1280), (240, 320)])
+def test_overlay_text_has_no_ghost_glyph_after_it(size):
+    """The outline used to be a second, thicker putText, which OpenCV advances further per glyph:
+    its last character showed past the text (after the EAR numbers in the preview and `snapshot`)."""
+    from edge_liveness.web.annotate import Overlay, draw
+
+    frame = np.full((*size, 3), 120, np.uint8)
+    img = draw(frame, Overlay(ear_left=0.234, ear_right=0.251, p_live=0.987, state="idle"))
+    scale = max(0.8, min(img.shape[:2]) / 400)
+    first_line = slice(0, round(22 * scale) + 4)
+    ink_right, outline_right = _ink_and_outline_columns(img, first_line)
+    assert outline_right <= ink_right + 2, (ink_right, outline_right)
+
+
+def test_overlay_text_leaves_out_what_its_font_cannot_draw():
+    """Hershey fonts draw ASCII only; a degree sign or an accent would come out as '?' marks."""
+    from edge_liveness.web.annotate import _text
+
+    plain, fancy, question = (np.full((60, 300, 3), 120, np.uint8) for _ in range(3))
+    _text(plain, "yaw 5 deg", (6, 30), 0.6, (255, 255, 255))
+    _text(fancy, "yaw 5\u00b0 deg", (6, 30), 0.6, (255, 255, 255))
+    _text(question, "yaw 5? deg", (6, 30), 0.6, (255, 255, 255))
+    assert np.array_equal(fancy, plain) and not np.array_equal(fancy, question)

@@ -64,6 +64,14 @@ def test_page_preview_live_decisions_and_mode_switch(browser, daemon, tmp_path):
     browser.navigate(base + "/")
     # Loopback, not signed in: everything visible, the controls off.
     browser.wait_for("document.getElementById('h-fps').textContent !== '-'", 20)
+    # Issue 27: "Now" said idle while "Health" said cooldown (status.json's attempt state, seconds old).
+    # The attempt state has one place, "Now"; Health says whether the daemon runs.
+    now_states = set()
+    for _ in range(12):
+        assert browser.eval("document.getElementById('h-state').textContent") == "running"
+        now_states.add(browser.eval("document.getElementById('s-state').textContent"))
+        browser.eval("new Promise(r => setTimeout(r, 250))")
+    assert now_states <= {"-", "idle", "collecting", "cooldown"} and now_states - {"-"}, now_states
     assert browser.eval("document.getElementById('mode-set').disabled") is True
     assert "sign in" in browser.eval("document.getElementById('control-msg').textContent")
     assert browser.eval("document.getElementById('m-sha').textContent").startswith(daemon.get_json("/api/status")[1]["model"]["sha256"][:12])

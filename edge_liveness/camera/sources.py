@@ -215,6 +215,7 @@ class ReplaySource:
         self._file_ts = 0.0  # file timestamp of the last frame read in this pass
         self._ended_early_said = False
         self.ended_early: str | None = None  # the one-line message, once the file ended early
+        self._first: tuple[np.ndarray, float] | None = None  # a video's first frame, read by open()
 
     def open(self) -> None:
         p = self.path
@@ -223,18 +224,26 @@ class ReplaySource:
         if not os.access(p, os.R_OK):
             raise CameraError(f"replay source {p} is not readable (permission denied)")
         if p.is_dir():
-            self._images = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            self._images = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.is_file())
             if not self._images:
-                raise CameraError(f"replay folder {p} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+                raise CameraError(f"replay folder {p} holds no images ({', '.join(sorted(IMAGE_EXTS))}): give a "
+                                  "folder of images, or a video file itself")
+            self._first_decodable()
             self.fps = self.default_fps
         elif p.suffix.lower() in IMAGE_EXTS - {".gif"}:
             self._images = [p]
+            self._first_decodable()
             self.fps = self.default_fps
         else:
             cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG)
-            if not cap.isOpened():
+            ok, first = cap.read() if cap.isOpened() else (False, None)
+            if not ok:
                 cap.release()
-                raise CameraError(f"cannot read video {p}: not a video OpenCV/FFmpeg can decode")
+                raise CameraError(f"cannot read video {p}: not a video OpenCV/FFmpeg can decode (no frame decodes); "
+                                  "give a video file, an image or a folder of images")
+            # The first frame is read here so that a file with no decodable frame fails at start
+            # (exit 2) instead of replaying zero frames; read() hands it out first.
+            self._first = (first, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.fps = fps if 1.0 <= fps <= 240.0 else self.default_fps
             count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -243,6 +252,20 @@ class ReplaySource:
         self._i = 0
         self._t0 = None
         self._file_ts = 0.0
+
+    def _first_decodable(self) -> None:
+        """A folder (or image) none of whose files decodes is a bad replay file, not a recording of
+        zero frames: say so at start. Stops at the first file that decodes."""
+        assert self._images is not None
+        for f in self._images:
+            if read_image(f) is not None:
+                return
+        fix = "give a video file, an image or a folder of images"
+        if not self.path.is_dir():
+            raise CameraError(f"cannot read image {self.path}: not an image OpenCV can decode; {fix}")
+        names = ", ".join(f.name for f in self._images[:3]) + (", ..." if len(self._images) > 3 else "")
+        raise CameraError(f"replay folder {self.path}: none of its {len(self._images)} image files ({names}) can be "
+                          f"decoded: they are not images; {fix}")
 
     def _check_end(self) -> None:
         """At the end of a video: say so (once) when it stopped well short of what the container
@@ -279,6 +302,10 @@ class ReplaySource:
             if self._images is not None:
                 img = self._next_image()
                 ts_file = self._i / self.fps
+            elif self._first is not None:
+                (img, pos), self._first = self._first, None
+                ts_file = pos if pos > 0 else self._i / self.fps
+                self._file_ts = ts_file
             else:
                 ok, img = self._cap.read()
                 img = img if ok else None
@@ -313,6 +340,7 @@ class ReplaySource:
             self._cap.release()
             self._cap = None
         self._images = None
+        self._first = None
 
 
 def read_image(path: str | Path) -> np.ndarray | None:

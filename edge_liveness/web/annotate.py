@@ -55,11 +55,31 @@ def _fmt(v: float | None, nd: int = 2) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+HALO = np.ones((3, 3), np.uint8)
+
+
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, colour: tuple[int, int, int]) -> None:
-    # dark outline first so the text reads on any background
+    """Text with a dark outline, so it reads on any background.
+
+    The outline is the text's own strokes grown by a pixel, not a second, thicker putText: OpenCV
+    advances each glyph by its stroke thickness, so a thicker copy runs ahead and its last glyph
+    showed as a ghost after the text (issue 27). Hershey fonts draw ASCII only: anything else is dropped
+    rather than drawn as '?'."""
+    text = text.encode("ascii", "ignore").decode()
     th = max(1, round(scale * 2))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), th + 1, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, th, cv2.LINE_AA)
+    (w, h), base = cv2.getTextSize(text, FONT, scale, th)
+    x, y = org
+    x0, y0 = max(0, x - 2), max(0, y - h - 2)
+    x1, y1 = min(img.shape[1], x + w + 2), min(img.shape[0], y + base + 2)
+    if x1 <= x0 or y1 <= y0:
+        return
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.putText(mask, text, (x - x0, y - y0), FONT, scale, 255, th, cv2.LINE_AA)
+    halo = cv2.dilate(mask, HALO)[..., None].astype(np.float32) / 255.0
+    ink = mask[..., None].astype(np.float32) / 255.0
+    roi = img[y0:y1, x0:x1].astype(np.float32) * (1.0 - halo)
+    img[y0:y1, x0:x1] = (roi * (1.0 - ink) + np.array(colour, np.float32) * ink).astype(np.uint8)
 
 
 def draw(image: np.ndarray, ov: Overlay, max_side: int = 480) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -171,6 +172,18 @@ def cut(video: Path, out: Path, start: int, frames: int) -> int:
     return written
 
 
+def _qemu_version() -> str | None:
+    """The emulator's version line for the report; None where QEMU is absent (comparing needs no QEMU)."""
+    exe = shutil.which("qemu-aarch64-static")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.splitlines()[0] if out.strip() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -221,13 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         for p in r.problems[:20]:
             print(f"check_pi:   {p}")
     if a.out:
-        qemu = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout
+        qemu = _qemu_version()
         report = {
             "what": "scripts/check_pi.sh: install.sh --platform pi in an emulated arm64 Debian bookworm, replay of a clip, "
                     "compared with x86",
             "date": time.strftime("%Y-%m-%d", time.gmtime()),
             "host": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "qemu": qemu.splitlines()[0] if qemu else None,
+            "qemu": qemu,
             "clip": a.clip,
             "tolerance": {"p_live_per_frame": a.tolerance, "p_live_mean": MEAN_TOLERANCE,
                           "passive_median": MEDIAN_TOLERANCE},

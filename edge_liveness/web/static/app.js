@@ -5,6 +5,7 @@ const $ = (id) => document.getElementById(id);
 const fmt = (v, n = 2) => (v === null || v === undefined ? "-" : Number(v).toFixed(n));
 let previewOn = true;
 let controlsAllowed = false;
+const ATTEMPT_STATES = new Set(["idle", "collecting", "cooldown"]);
 
 function setText(id, text) { const el = $(id); if (el.textContent !== String(text)) el.textContent = text; }
 
@@ -77,7 +78,10 @@ async function loadStatus() {
     const st = await getJSON("/api/status");
     setText("device", st.device_id);
     const h = st.health || {};
-    setText("h-state", h.state || "-");
+    // status.json's state is the attempt state of its last write (at most once a second, read here every
+    // 3 s): beside the live "Now" panel it lagged ("idle" there, "cooldown" here). Health says whether
+    // the daemon runs; the attempt state is shown in one place, "Now", fed live.
+    setText("h-state", ATTEMPT_STATES.has(h.state) ? "running" : h.state || "-");
     setText("h-fps", fmt(h.fps, 1));
     setText("h-camera", h.camera || "-");
     setText("h-broker", h.broker_connected ? "connected" : "not connected");
