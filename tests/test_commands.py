@@ -243,3 +243,149 @@ def test_a_forged_flood_does_not_lock_out_the_signed_controller():
         assert not cp.handle("attempt", signed({}, 10 + i, k=b"forged"))["ok"]
     assert cp.handle("attempt", signed({}, 1000))["ok"]
     assert calls == [("attempt", {})]
+
+
+def test_screen_passes_only_what_the_key_holder_could_have_sent():
+    cp = CommandProcessor(Recorder(), key=KEY, device_id="door1", rate_per_min=100)
+    good = cp.screen("active", signed("active", {"mode": "turn"}, 7))
+    assert good.passed and good.signed and good.seq == 7
+    refused = {
+        "forged": cp.screen("active", signed("active", {"mode": "turn"}, 8, key=b"forged")),
+        "unsigned": cp.screen("active", b'{"mode": "turn"}'),
+        "other door": cp.screen("active", signed("active", {"mode": "turn"}, 9, device="door2")),
+        "stale": cp.screen("active", signed("active", {"mode": "turn"}, 10, ts=time.time() - 3600)),
+        "garbage": cp.screen("active", b"\xff{"),
+        "too large": cp.screen("active", b"{" + b" " * 5000 + b"}"),
+        "deep": cp.screen("active", '{"a":' + "[" * 5000 + "]" * 5000 + "}"),
+    }
+    assert not any(r.passed for r in refused.values()), refused
+    assert "bad signature" in refused["forged"].error and "unsigned" in refused["unsigned"].error
+    # Arguments are not screened: a signed command with bad ones is the key holder's, answered by handle().
+    assert cp.screen("active", signed("active", {"mode": "sideways"}, 11)).passed
+    assert cp.handle("active", signed("active", {"mode": "turn"}, 12))["ok"]
+    assert "replay" in cp.screen("active", signed("active", {"mode": "off"}, 12)).error
+    loose = CommandProcessor(Recorder(), key=KEY, allow_unsigned=True)
+    unsigned = loose.screen("attempt", b"")
+    assert unsigned.passed and not unsigned.signed
+
+
+def test_a_refused_flood_is_answered_and_logged_up_to_the_budget_then_counted(caplog):
+    from edge_liveness.events.commands import REFUSALS_PER_MIN
+
+    t = [0.0]
+    cp = CommandProcessor(Recorder(), key=KEY, device_id="door1", monotonic=lambda: t[0])
+    with caplog.at_level(logging.WARNING, logger="edge_liveness.commands"):
+        answers = []
+        for i in range(5000):  # a forged flood, 5,000 in 5 s
+            s = cp.screen("active", signed("active", {"mode": "off"}, 100 + i, key=b"forged"))
+            answers.append(cp.refuse("active", s.error))
+            t[0] += 0.001
+        t[0] += 1.0
+        cp.gate.tick()
+        assert not any("flood over" in r.getMessage() for r in caplog.records), "over only after a quiet spell"
+        t[0] += 5.0
+        cp.gate.tick()
+    answered = [a for a in answers if a is not None]
+    assert len(answered) == REFUSALS_PER_MIN and all("bad signature" in a["error"] for a in answered)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("rejected" in m for m in lines) == REFUSALS_PER_MIN
+    assert sum(m.startswith("command flood:") for m in lines) == 1
+    assert [m for m in lines if "flood over" in m] == [
+        f"command flood over: {5000 - REFUSALS_PER_MIN} refused commands were dropped unanswered"]
+    assert cp.stats.dropped == 5000 - REFUSALS_PER_MIN and cp.stats.rejected == REFUSALS_PER_MIN
+
+
+def test_a_command_whose_seq_cannot_be_written_is_refused_and_stays_acceptable(tmp_path):
+    """command_seq cannot be written (here its directory is a file): the command is refused, naming the
+    cause, nothing runs, and the same command is accepted once the seq can be kept."""
+    not_a_dir = tmp_path / "state"
+    not_a_dir.write_text("a file where the state directory should be")
+    rec = Recorder()
+    cp = CommandProcessor(rec, key=KEY, device_id="door1", seq_file=not_a_dir / "command_seq")
+    cmd = signed("active", {"mode": "turn"}, 40)
+    answer = cp.handle("active", cmd)
+    assert answer["ok"] is False and rec.calls == [], answer
+    assert answer["error"].startswith(f"cannot record its seq 40 in {not_a_dir / 'command_seq'} (Not a directory)")
+    assert f"make {not_a_dir} writable by the daemon" in answer["error"]
+    assert cp.last_seq is None, "a seq that was not kept is not the last accepted one"
+    not_a_dir.unlink()
+    not_a_dir.mkdir()
+    assert cp.handle("active", cmd)["ok"] and rec.calls == [("active", {"mode": "turn"})]
+    assert (not_a_dir / "command_seq").read_text() == "40"
+    assert "replay" in cp.handle("active", cmd)["error"]
+
+
+def test_unsigned_commands_cannot_take_the_places_kept_for_signed_ones(mosquitto_broker, tmp_path):
+    """With allow_unsigned_commands, a flood of unsigned commands behind a slow handler fills the queue
+    only up to RESERVED_FOR_SIGNED places short of full: a signed command still gets in and is handled."""
+    import threading
+
+    from edge_liveness.config import load_settings
+    from edge_liveness.events.mqtt import COMMAND_QUEUE, RESERVED_FOR_SIGNED, MqttLink
+
+    release, entered = threading.Event(), threading.Event()
+    handled = []
+
+    def slow(name, args):
+        entered.set()
+        release.wait(30)
+        handled.append((name, args))
+        return {}
+
+    s = load_settings(mqtt={"host": mosquitto_broker.host, "port": mosquitto_broker.port, "command_rate_per_min": 1000},
+                      device={"id": "door1"}, storage={"state_dir": str(tmp_path)},
+                      security={"signing_key": KEY.decode(), "allow_unsigned_commands": True})
+    link = MqttLink(s, on_command=slow)
+    sub = mosquitto_broker.collect("edge-liveness/door1/set/+/result")
+    link.start()
+    base = "edge-liveness/door1/set"
+    try:
+        end = time.monotonic() + 5
+        while not link.connected and time.monotonic() < end:
+            time.sleep(0.02)
+        sub.client.publish(f"{base}/attempt", b"{}", qos=1)
+        assert entered.wait(10), "the first command never reached the handler"
+        n_unsigned = COMMAND_QUEUE + 10
+        for _ in range(n_unsigned):
+            sub.client.publish(f"{base}/attempt", b"{}", qos=1)
+        # COMMAND_QUEUE - RESERVED_FOR_SIGNED wait behind the one in the handler; the rest are answered "busy".
+        busy = n_unsigned - (COMMAND_QUEUE - RESERVED_FOR_SIGNED)
+        assert sub.wait_for(lambda c: len(c.messages) >= busy, 10), len(sub.messages)
+        assert all("busy" in m.json()["error"] for m in sub.messages)
+        sub.client.publish(f"{base}/active", signed("active", {"mode": "turn"}, 500), qos=1)
+        time.sleep(0.5)
+        assert len(sub.messages) == busy, "the signed command must find a place, not a busy answer"
+        release.set()
+        assert sub.wait_for(lambda c: any(m.topic == f"{base}/active/result" for m in c.messages), 20)
+        assert [m.json() for m in sub.messages if m.topic == f"{base}/active/result"] == [{"ok": True}]
+        assert ("active", {"mode": "turn"}) in handled
+    finally:
+        release.set()
+        link.stop()
+
+
+def test_screen_never_refuses_what_handle_would_accept_and_never_raises():
+    """Hypothesis: the MQTT thread's screen may let through what handle() then refuses (bad arguments,
+    rate), never the reverse; and it answers anything without raising."""
+    from hypothesis import given, settings, strategies as st
+
+    now = 1_700_000_000.0
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                      max_size=3), max_leaves=10)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["active", "attempt", "reload", "dance"]), st.sampled_from(["door1", "door2"]),
+           st.dictionaries(st.sampled_from(["mode", "enabled", "x"]), values, max_size=2),
+           st.sampled_from([KEY, b"forged"]), st.booleans(), st.binary(max_size=200))
+    def check(name, device, args, key, wire_ok, junk):
+        cp = CommandProcessor(Recorder(), key=KEY, device_id="door1", rate_per_min=10000, clock=lambda: now)
+        payload = signing.dumps(signing.command(name, device, key, seq=1, ts=now, **args)).encode() if wire_ok else junk
+        screened = cp.screen(name, payload)
+        answer = cp.handle(name, payload)
+        if answer["ok"]:
+            assert screened.passed and screened.signed and screened.seq == 1
+        if not screened.passed:
+            assert screened.error and not answer["ok"]
+
+    check()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -17,13 +19,19 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_file
-from fault_helpers import DaemonProc, EventSink, base_env, journal_rows, topic_base, wait_until
+from fault_helpers import (DEVICE_ID, SIGNING_KEY, DaemonProc, EventSink, base_env, journal_rows, publish, topic_base,
+                           wait_until)
 
 pytestmark = pytest.mark.slow
 
 
 def _video():
     return shared_file("video", "tranvanluyt_real.mp4")
+
+
+def _env(tmp_path: Path, state: Path, port: int, **extra: str) -> dict[str, str]:
+    """base_env, with $TMPDIR (the last fallback for unjournaled events) inside the test's own directory."""
+    return {**base_env(state, _video(), port), "TMPDIR": str(tmp_path / "tmp"), **extra}
 
 
 @pytest.fixture
@@ -64,7 +72,7 @@ def test_disk_full_mid_run_decisions_still_go_out_and_it_recovers(small_fs, mosq
     b = mosquitto_broker
     sink = EventSink(b.host, b.port, topic_base())
     state = small_fs / "state"
-    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    d = DaemonProc(tmp_path, _env(tmp_path, state, b.port))
     try:
         d.wait_ready()
         d.wait_decisions(2)
@@ -112,12 +120,13 @@ def test_read_only_state_dir_at_start_then_writable(small_fs, mosquitto_broker, 
     b = mosquitto_broker
     sink = EventSink(b.host, b.port, topic_base())
     subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
-    d = DaemonProc(tmp_path, base_env(small_fs, _video(), b.port))
+    d = DaemonProc(tmp_path, _env(tmp_path, small_fs, b.port))
     try:
         d.wait_ready()
         line = d.wait_log(r"ERROR .*outbox\.db: the file system holding .* is read-only: remount it read-write",
                           timeout=30)
-        assert "events still go out over MQTT" in line
+        # Said before the broker connection is up: it cannot claim events "still" go out.
+        assert "events go out over MQTT from memory once the broker is connected" in line, line
         d.wait_decisions(3)
         made = {e["event_id"] for e in d.decisions()}
         assert sink.wait_for(lambda s: made <= s.decisions().keys(), 20), "decisions lost with a read-only state dir"
@@ -144,7 +153,7 @@ def test_corrupt_journal_is_moved_aside_and_a_new_one_started(mosquitto_broker, 
     state.mkdir()
     garbage = b"SQLite format 3\x00" + os.urandom(8192)  # right magic, wrecked pages
     (state / "outbox.db").write_bytes(garbage)
-    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    d = DaemonProc(tmp_path, _env(tmp_path, state, b.port))
     try:
         line = d.wait_log(r"ERROR .*journal .*outbox\.db is corrupt .*moved aside to outbox\.db\.corrupt-\d{8}T\d{6}, "
                           r"starting a fresh one", timeout=120)
@@ -215,7 +224,7 @@ def test_a_2mb_state_dir_filled_and_freed_recovers_and_journals_what_went_out(ti
     b = mosquitto_broker
     sink = EventSink(b.host, b.port, topic_base())
     state = tiny_fs / "state"
-    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    d = DaemonProc(tmp_path, _env(tmp_path, state, b.port))
     try:
         d.wait_ready()
         d.wait_decisions(3)
@@ -301,36 +310,109 @@ def test_unjournaled_decisions_survive_a_stop_in_the_runtime_directory(small_fs,
         d2.close()
 
 
-def test_unjournaled_decisions_without_a_runtime_directory_are_counted_at_stop(small_fs, mosquitto_broker, tmp_path,
-                                                                              face_models):
-    b = mosquitto_broker
-    env = base_env(small_fs, _video(), b.port)
+def _full_disk_and_broker_down(d: DaemonProc, fs: Path, broker) -> tuple[Path, str]:
+    """The probe's order: decisions journaled, the broker goes, then the disk fills. Returns the filler
+    and the journal's ERROR line, which must not claim events still go out over MQTT."""
+    d.wait_ready()
+    d.wait_log(r"connected to 127\.0\.0\.1", timeout=30)
+    d.wait_decisions(1)
+    t_down = time.monotonic()
+    broker.stop()
+    d.wait_log(r"connection to .* lost", timeout=30, since=t_down)
+    filler = _fill(fs)
+    line = d.wait_log(r"ERROR .*disk full", timeout=60, since=t_down)
+    assert "the broker is down too" in line and "still go out over MQTT" not in line, line
+    return filler, line
+
+
+def _lost_seqs(lines: list[str]) -> set[int]:
+    """The seqs the daemon said, one line each as they were made, it could neither journal nor keep."""
+    return {int(m.group(1)) for s in lines if (m := re.search(r"ERROR .*seq (\d+) is neither journaled nor kept", s))}
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill"])
+def test_without_a_runtime_directory_nothing_is_lost_silently(small_fs, mosquitto_broker, tmp_path, face_models, how):
+    """The probe: no runtime directory (scripts/run.sh, a bare `run`), the disk full and the broker down;
+    kill -9 lost 18 decisions without a line, SIGTERM lost 16 with exit 0. Now they are kept in a
+    private directory under $TMPDIR, and the next start journals every decision that was made."""
+    state = small_fs / "state"
+    tmp = tmp_path / "tmp"  # $TMPDIR: the root file system, as /tmp is
+    env = _env(tmp_path, state, mosquitto_broker.port)
     d = DaemonProc(tmp_path, env)  # clean_env() passes neither RUNTIME_DIRECTORY nor XDG_RUNTIME_DIR
     try:
-        d.wait_ready()
-        d.wait_decisions(1)
-        t_ro = time.monotonic()
-        _fill(small_fs)
-        d.wait_log(r"ERROR .*disk full", timeout=60, since=t_ro)
+        filler, _ = _full_disk_and_broker_down(d, small_fs, mosquitto_broker)
+        kept_line = d.wait_log(r"WARNING .*events the journal cannot take are kept in \S+unjournaled\.jsonl", timeout=10)
+        kept = Path(re.search(r"kept in (\S+unjournaled\.jsonl)", kept_line).group(1))
+        assert kept.parent.parent == tmp and stat.S_IMODE(kept.parent.stat().st_mode) == 0o700, kept
         n = len(d.decisions())
-        d.wait_decisions(n + 2)
-        assert d.stop() == 0
-        line = d.wait_log(r"ERROR .*events \(seq (\d+)\.\.(\d+); \d+ of them delivered to the broker\) could not be "
-                          r"journaled and are NOT kept", timeout=5)
-        import re
-
-        lo, hi = map(int, re.search(r"seq (\d+)\.\.(\d+)", line).groups())
-        after = [e["seq"] for e in d.decisions()[n:]]
-        assert lo <= min(after) and max(after) <= hi, (line, after)
+        d.wait_decisions(n + 3)
+        if how == "kill":
+            d.proc.kill()
+            d.wait_exit(10)
+        else:
+            assert d.stop() == 0, "nothing was lost: a clean stop"
+            d.wait_log(r"WARNING .*events \(seq \d+\.\.\d+; 0 of them delivered to the broker\) could not be "
+                       r"journaled: kept in .*unjournaled\.jsonl, journaled at the next start", timeout=5)
     finally:
         d.close()
+    made = {e["seq"] for e in d.decisions()}
+    assert not _lost_seqs(d.log_lines()), "nothing may be logged as lost when the fallback took it"
+    assert made - {r[0] for r in journal_rows(state)}, "the test must leave decisions unjournaled"
+    filler.unlink()
+    mosquitto_broker.start()
+    d2 = DaemonProc(tmp_path, env, name="second")
+    try:
+        d2.wait_log(r"journaled \d+ events kept in .*unjournaled\.jsonl", timeout=120)
+        d2.wait_ready()
+        assert d2.stop() == 0
+    finally:
+        d2.close()
+    missing = made - {r[0] for r in journal_rows(state)}
+    assert not missing, f"{len(missing)} of {len(made)} decisions made were neither journaled nor logged as lost"
+    assert not kept.exists()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill"])
+def test_when_no_fallback_takes_them_every_lost_decision_is_logged_and_a_stop_exits_1(
+        small_fs, mosquitto_broker, tmp_path, face_models, how):
+    """Every place to keep them is on the full file system too ($TMPDIR as well): each decision is
+    logged as lost as it is made (a kill -9 leaves no later chance), SIGTERM says how many and exits
+    1; made = journaled + logged as lost."""
+    state = small_fs / "state"
+    env = _env(tmp_path, state, mosquitto_broker.port, TMPDIR=str(small_fs / "tmp"))
+    d = DaemonProc(tmp_path, env)
+    try:
+        filler, _ = _full_disk_and_broker_down(d, small_fs, mosquitto_broker)
+        d.wait_log(r"ERROR .*unjournaled events cannot be kept in any fallback directory", timeout=10)
+        n = len(d.decisions())
+        d.wait_decisions(n + 3)
+        if how == "kill":
+            d.proc.kill()
+            d.wait_exit(10)
+        else:
+            assert d.stop() == 1, "a stop that lost decisions is a failure"
+            line = d.wait_log(r"ERROR .*events \(seq \d+\.\.\d+; 0 of them delivered to the broker\) could not be "
+                              r"journaled and are NOT kept", timeout=5)
+    finally:
+        d.close()
+    filler.unlink()
+    made = {e["seq"] for e in d.decisions()}
+    lost = _lost_seqs(d.log_lines())
+    if how == "sigterm":
+        n, lo, hi = map(int, re.search(r"(\d+) events \(seq (\d+)\.\.(\d+)", line).groups())
+        assert n == len(lost) and (lo, hi) == (min(lost), max(lost)), (line, sorted(lost))
+    journaled = {r[0] for r in journal_rows(state)}
+    assert lost and not lost & journaled, (lost, journaled)
+    assert made == (journaled & made) | lost, f"made {len(made)}, journaled {len(journaled & made)}, logged lost " \
+                                            f"{len(lost)}: {sorted(made - journaled - lost)} went without a line"
+    assert "Traceback" not in d.log()
 
 
 def test_broker_drop_while_the_journal_is_full_says_events_wait_in_memory(small_fs, mosquitto_broker, tmp_path,
                                                                           face_models):
     b = mosquitto_broker
     state = small_fs / "state"
-    d = DaemonProc(tmp_path, base_env(state, _video(), b.port))
+    d = DaemonProc(tmp_path, _env(tmp_path, state, b.port))
     try:
         d.wait_ready()
         d.wait_log(r"connected to 127\.0\.0\.1", timeout=30)
@@ -384,3 +466,57 @@ def test_unjournaled_decisions_survive_a_kill_in_the_runtime_directory(small_fs,
         assert d2.stop() == 0
     finally:
         d2.close()
+
+
+def _answer(sink: EventSink, broker, name: str, payload: str) -> dict:
+    n = len(sink.results(name))
+    publish(broker.host, broker.port, [(f"{topic_base()}/set/{name}", payload)])
+    assert sink.wait_for(lambda s: len(s.results(name)) > n, 20), f"no answer on set/{name}/result"
+    return sink.results(name)[-1]
+
+
+def test_a_command_whose_seq_cannot_be_kept_is_refused_and_never_accepted_twice(small_fs, mosquitto_broker,
+                                                                                tmp_path, face_models):
+    """The probe: a signed command accepted while command_seq could not be written (disk full) was
+    accepted again after a restart within 300 s. Now it is refused, with the cause; once the seq can
+    be kept it is accepted, once."""
+    import json
+
+    from edge_liveness.events import signing
+
+    b = mosquitto_broker
+    state = small_fs / "state"
+    env = _env(tmp_path, state, b.port)
+    sink = EventSink(b.host, b.port, topic_base())
+    key = SIGNING_KEY.encode()
+    first = json.dumps(signing.command("active", DEVICE_ID, key, mode="blink"))
+    second = json.dumps(signing.command("active", DEVICE_ID, key, mode="turn"))
+    d = DaemonProc(tmp_path, env)
+    try:
+        d.wait_ready()
+        d.wait_log(r"connected to 127\.0\.0\.1", timeout=30)
+        assert _answer(sink, b, "active", first) == {"ok": True, "active_mode": "blink"}
+        filler = _fill(small_fs)
+        answer = _answer(sink, b, "active", second)
+        assert answer["ok"] is False, f"accepted while its seq could not be kept: {answer}"
+        assert f"cannot record its seq {json.loads(second)['seq']} in {state / 'command_seq'} (disk full)" \
+            in answer["error"] and "free space" in answer["error"], answer
+        d.wait_log(r"ERROR .*command active refused: .*cannot record its seq", timeout=10)
+        assert sink.wait_for(lambda s: s.states() and s.states()[-1]["active_mode"] == "blink", 10), \
+            "a refused command must change nothing"
+        d.proc.kill()  # and back within seconds, well inside the 300 s skew
+        d.wait_exit(10)
+    finally:
+        d.close()
+    filler.unlink()
+    d2 = DaemonProc(tmp_path, env, name="second")
+    try:
+        d2.wait_ready()
+        d2.wait_log(r"connected to 127\.0\.0\.1", timeout=30)
+        assert "replay" in _answer(sink, b, "active", first)["error"]
+        assert _answer(sink, b, "active", second) == {"ok": True, "active_mode": "turn"}
+        assert "replay" in _answer(sink, b, "active", second)["error"]
+        assert d2.stop() == 0
+    finally:
+        d2.close()
+        sink.close()

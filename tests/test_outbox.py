@@ -139,3 +139,53 @@ def test_events_command_lists_delivered_and_pending(tmp_path):
     assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
     missing = _cli("--db", str(tmp_path / "none.db"))
     assert missing.returncode == 2 and "no journal there" in missing.stderr
+
+
+def test_unjournaled_events_go_to_the_first_private_fallback_and_the_next_start_journals_them(tmp_path, caplog):
+    """The journal cannot be written: each event is appended, as it is made, to the first fallback
+    directory that takes it. One writable by others (a planted /tmp directory) is skipped, and so is
+    one that is not a directory; the next process journals what any of them holds, then removes it."""
+    from edge_liveness.events.fallback import FALLBACK_FILE
+
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    planted.chmod(0o777)
+    good = tmp_path / "tmp" / "edge-liveness-x"
+    box = Outbox.open(blocker / "outbox.db")
+    with caplog.at_level(logging.WARNING):
+        pub = Publisher(box, None, "door", KEY, fallback_dirs=[blocker / "unjournaled", planted, good])
+        made = [pub.submit("decision", _body(i))["seq"] for i in range(3)]
+        assert pub.keep_unjournaled() == 0, "all were kept: nothing lost"
+    assert os.stat(good).st_mode & 0o777 == 0o700 and os.stat(good / FALLBACK_FILE).st_mode & 0o777 == 0o600
+    assert not (planted / FALLBACK_FILE).exists()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"cannot keep unjournaled events in {planted} (writable by others (mode 777))" in text
+    assert f"events the journal cannot take are kept in {good / FALLBACK_FILE}" in text
+    assert "3 events (seq" in text and "kept in" in text
+
+    blocker.unlink()
+    blocker.mkdir()
+    box2 = Outbox.open(blocker / "outbox.db")
+    later = Publisher(box2, None, "door", KEY, fallback_dirs=[blocker / "unjournaled", planted, good])
+    assert later.import_fallback() == 3
+    assert [r.seq for r in box2.pending()] == made
+    assert not (good / FALLBACK_FILE).exists()
+
+
+def test_events_no_fallback_takes_are_each_logged_as_lost_and_counted_at_stop(tmp_path, caplog):
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    box = Outbox.open(blocker / "outbox.db")
+    with caplog.at_level(logging.WARNING):
+        pub = Publisher(box, None, "door", KEY, fallback_dirs=[blocker / "unjournaled"])
+        made = [pub.submit("decision", _body(i))["seq"] for i in range(3)]
+        assert pub.keep_unjournaled() == 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    per_event = [m for m in errors if "is neither journaled nor kept in a fallback file" in m]
+    assert [int(m.split("seq ")[1].split()[0]) for m in per_event] == made
+    assert per_event[-1].endswith("(3 such events so far)")
+    assert sum("cannot be kept in any fallback directory" in m for m in errors) == 1, "said once, not per event"
+    assert any(m.startswith(f"3 events (seq {made[0]}..{made[-1]}; 0 of them delivered to the broker) could not "
+                            f"be journaled and are NOT kept") for m in errors), errors

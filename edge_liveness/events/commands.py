@@ -7,11 +7,19 @@ the last accepted one, ``ts`` within the allowed skew, ``sig`` = HMAC of the can
 bound to what they do: ``"type": "command"``, ``"command": <name>``, ``"device_id": <this device>``
 are part of the signed body. Unsigned commands pass only with ``security.allow_unsigned_commands``.
 The last accepted seq is kept in a small file so a captured command cannot be replayed after a
-restart either.
+restart either; a command whose seq cannot be written there (disk full, read-only) is refused, so
+none is ever accepted twice.
+
+Floods. ``screen`` runs the checks anyone can fail without the key (size, name, JSON, signature,
+binding, replay, skew) on the MQTT thread, before a command is queued: a forged command costs one
+JSON parse and one HMAC and never takes a place in the queue. Its answer and log line come from a
+budget (``REFUSALS_PER_MIN``); beyond it a flood is counted, logged once when it starts and once
+when it ends, and dropped unanswered, so answering it cannot delay the signed controller's answers.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -20,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edge_liveness.events.journal_file import fs_state
 from edge_liveness.events.signing import COMMAND_TYPE
 from edge_liveness.events.verify import parse_payload, verify_event
 
@@ -28,6 +37,7 @@ log = logging.getLogger("edge_liveness.commands")
 ACTIVE_MODES = ("off", "blink", "turn", "blink_and_turn", "challenge")
 ENVELOPE_KEYS = ("seq", "ts", "sig", "device_id", "type", "event_id", "command")
 COMMANDS = ("active", "attempt", "reload")
+REFUSALS_PER_MIN = 20  # commands failing screen() that are answered and logged one by one; the rest are counted
 Handler = Callable[[str, dict], dict]
 
 
@@ -82,6 +92,58 @@ class CommandStats:
     accepted: int = 0
     rejected: int = 0
     rate_limited: int = 0
+    dropped: int = 0  # refused by screen() beyond the answer budget: counted, not answered
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What the MQTT thread learnt about a command before queueing it."""
+
+    passed: bool
+    error: str = ""
+    seq: int | None = None  # a signed command's seq
+    signed: bool = False
+
+
+class FloodGate:
+    """Answers and log lines for refused commands: one each up to ``per_min`` a minute; beyond that the
+    refusals are counted, with one WARNING when a flood starts and one when it has been quiet for
+    ``quiet_s``. Thread-safe (the MQTT thread refuses, the command thread calls ``tick``)."""
+
+    def __init__(self, per_min: int = REFUSALS_PER_MIN, quiet_s: float = 3.0,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.bucket = TokenBucket(per_min, clock=monotonic)
+        self.per_min = per_min
+        self.quiet_s = quiet_s
+        self.monotonic = monotonic
+        self.dropped = 0  # in the current flood
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def refuse(self, name: str, error: str) -> dict[str, Any] | None:
+        """The answer to send, or None: drop it unanswered (counted)."""
+        with self._lock:
+            self._end_if_quiet()
+            if not self.dropped and self.bucket.take():
+                log.warning("command %s rejected: %s", name[:40], error)
+                return {"ok": False, "error": error}
+            self._last = self.monotonic()
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("command flood: over %d refused commands a minute; the rest are dropped unanswered and "
+                            "counted until it stops (signed commands are still served); first dropped: %s",
+                            self.per_min, error[:120])
+            return None
+
+    def tick(self) -> None:
+        """Ends a flood that has been quiet for ``quiet_s``: one line with its count."""
+        with self._lock:
+            self._end_if_quiet()
+
+    def _end_if_quiet(self) -> None:
+        if self.dropped and self.monotonic() - self._last >= self.quiet_s:
+            log.warning("command flood over: %d refused commands were dropped unanswered", self.dropped)
+            self.dropped = 0
 
 
 class CommandProcessor:
@@ -105,6 +167,7 @@ class CommandProcessor:
         self.seq_file = seq_file
         self.clock = clock
         self.stats = CommandStats()
+        self.gate = FloodGate(monotonic=monotonic)
         self._lock = threading.Lock()
         self._limited_since_log = 0
         self.last_seq: int | None = self._load_seq()
@@ -133,17 +196,33 @@ class CommandProcessor:
         except (OSError, ValueError):
             return None
 
-    def _save_seq(self, seq: int) -> None:
-        self.last_seq = seq
+    def _save_seq(self, seq: int) -> str:
+        """"" once ``seq`` is on disk (fsync'd), else why not: the command must then be refused, or
+        it could be accepted again after a restart."""
         if self.seq_file is None:
-            return
-        tmp = self.seq_file.with_name(self.seq_file.name + ".tmp")
+            self.last_seq = seq
+            return ""
+        path = self.seq_file
+        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(str(seq))
-            os.replace(tmp, self.seq_file)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                data = str(seq).encode()
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
         except OSError as e:
-            log.warning("cannot save the last command seq to %s (%s): replay protection holds until restart",
-                        self.seq_file, e.strerror)
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            return _seq_write_problem(path, seq, e)
+        self.last_seq = seq
+        return ""
 
     # ------------------------------------------------------------------ entry point
     def _reject(self, name: str, error: str, quiet: bool = False) -> dict[str, Any]:
@@ -160,6 +239,51 @@ class CommandProcessor:
             except RecursionError:
                 return self._reject(name, "payload nested too deeply: send a flat JSON object")
 
+    def screen(self, name: str, payload: bytes | str) -> Screened:
+        """The checks a forger fails, without the lock ``handle`` holds while the handler runs (so the
+        MQTT thread never waits on the frame loop); ``handle`` checks again in full."""
+        try:
+            obj, error = self._parse(name, payload)
+            if obj is None:
+                return Screened(False, error)
+            if "sig" not in obj:
+                return Screened(not error, error)
+            problem = self._check_signed(name, obj)
+            if problem:
+                return Screened(False, f"signature check failed: {problem}")
+            return Screened(True, seq=obj["seq"], signed=True)
+        except RecursionError:
+            return Screened(False, "payload nested too deeply: send a flat JSON object")
+
+    def refuse(self, name: str, error: str) -> dict[str, Any] | None:
+        """A command that failed ``screen``: its answer, or None when a flood is dropped unanswered."""
+        answer = self.gate.refuse(name, error)
+        if answer is None:
+            self.stats.dropped += 1
+        else:
+            self.stats.rejected += 1
+        return answer
+
+    def _parse(self, name: str, payload: bytes | str) -> tuple[dict[str, Any] | None, str]:
+        """(object, "") for a well-formed command; (None, error) for a bad one; (object, error) for an
+        unsigned one that is not allowed."""
+        size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
+        if size > self.max_bytes:
+            return None, f"payload too large: {size} bytes > mqtt.max_command_bytes {self.max_bytes}"
+        if name not in COMMANDS:
+            return None, f"unknown command {name[:40]!r} (known: {', '.join(COMMANDS)})"
+        raw = payload if isinstance(payload, str) else bytes(payload)
+        if not raw.strip():
+            obj: dict[str, Any] | None = {}
+        else:
+            obj, why = parse_payload(raw)
+            if obj is None:
+                return None, f"{why}: send a JSON object"
+        assert obj is not None
+        if "sig" not in obj and not self.allow_unsigned:
+            return obj, "unsigned command refused: sign it with the device's signing key (docs/mqtt.md, Commands)"
+        return obj, ""
+
     def _check_signed(self, name: str, obj: dict[str, Any]) -> str:
         """"" when the signed command is good for this name and device, else the reason."""
         if self.key is None:
@@ -175,23 +299,10 @@ class CommandProcessor:
         return ""
 
     def _handle(self, name: str, payload: bytes | str) -> dict[str, Any]:
-        size = len(payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload)
-        if size > self.max_bytes:
-            return self._reject(name, f"payload too large: {size} bytes > mqtt.max_command_bytes {self.max_bytes}")
-        if name not in COMMANDS:
-            return self._reject(name, f"unknown command {name[:40]!r} (known: {', '.join(COMMANDS)})")
-        raw = payload if isinstance(payload, str) else bytes(payload)
-        if not raw.strip():
-            obj: dict[str, Any] | None = {}
-        else:
-            obj, why = parse_payload(raw)
-            if obj is None:
-                return self._reject(name, f"{why}: send a JSON object")
-        assert obj is not None
+        obj, error = self._parse(name, payload)
+        if obj is None or error:
+            return self._reject(name, error)
         signed = "sig" in obj
-        if not signed and not self.allow_unsigned:
-            return self._reject(name, "unsigned command refused: sign it with the device's signing key "
-                                      "(docs/mqtt.md, Commands)")
         if signed:
             problem = self._check_signed(name, obj)
             if problem:
@@ -217,7 +328,11 @@ class CommandProcessor:
         except CommandError as e:
             return self._reject(name, str(e))
         if signed:
-            self._save_seq(obj["seq"])
+            problem = self._save_seq(obj["seq"])
+            if problem:
+                log.error("command %s refused: %s", name, problem)
+                self.stats.rejected += 1
+                return {"ok": False, "error": problem}
         self.stats.accepted += 1
         log.info("command %s accepted %s", name, args or "")
         if self.handler is None:
@@ -230,3 +345,30 @@ class CommandProcessor:
         if not isinstance(result, dict):
             return {"ok": True}
         return {"ok": True, **result} if "ok" not in result else result
+
+
+def _fsync_dir(directory: Path) -> None:
+    """The rename itself survives a power cut only once the directory is synced."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _seq_write_problem(path: Path, seq: int, e: OSError) -> str:
+    """One line: the command is refused because its seq cannot be kept, why, and the fix."""
+    fs = fs_state(path.parent)
+    if fs == "read-only":
+        why, fix = "read-only file system", f"remount the file system holding {path.parent} read-write"
+    elif fs == "full" or e.errno == errno.ENOSPC:
+        why, fix = "disk full", f"free space on the file system holding {path.parent}"
+    else:
+        why, fix = e.strerror or str(e), f"make {path.parent} writable by the daemon"
+    return (f"cannot record its seq {seq} in {path} ({why}), and without that it could be replayed after a "
+            f"restart: {fix}, then send it again")

@@ -9,7 +9,11 @@ Topics under ``<mqtt.topic_prefix>/<device.id>/``:
 
 paho's own thread (``loop_start``) reconnects with backoff between reconnect_min_s and
 reconnect_max_s. Connection problems are logged once per change of state, never raised.
-Commands are checked and handled on a separate thread so a slow handler never stalls PUBACKs.
+Commands are screened on paho's thread (size, JSON, signature, replay: ``CommandProcessor.screen``)
+and only those that pass are queued for a separate thread, which handles them, so a slow handler
+never stalls PUBACKs and a forged flood never takes a place in the queue. Unsigned commands (only
+with ``security.allow_unsigned_commands``) may fill the queue only up to ``RESERVED_FOR_SIGNED``
+places short of full, so a signed one always finds room.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ log = logging.getLogger("edge_liveness.mqtt")
 
 EVENT_TOPICS = {"decision": "events", "prompt": "prompt"}
 COMMAND_QUEUE = 64
+RESERVED_FOR_SIGNED = 16  # queue places unsigned commands cannot take
 
 
 class MqttError(ValueError):
@@ -119,7 +124,9 @@ class MqttLink:
         self.commands = CommandProcessor.from_settings(settings, on_command, key=key)
         # The daemon sets this so a disconnect says where events wait (journal or memory).
         self.journal_problem: Callable[[], str | None] | None = None
-        self._cmd_queue: queue.Queue[tuple[str, bytes]] = queue.Queue(COMMAND_QUEUE)
+        self._cmd_queue: queue.Queue[tuple[str, bytes, int | None]] = queue.Queue(COMMAND_QUEUE)
+        self._queued_seqs: set[int] = set()  # signed commands waiting in the queue: a copy of one is a replay
+        self._queued_lock = threading.Lock()
         self._cmd_thread: threading.Thread | None = None
 
         cid = client_id or m.client_id or f"edge-liveness-{settings.device.id}"
@@ -175,7 +182,7 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected = False
-        self._cmd_queue.put(("", b""))  # wakes the command thread so it sees _stopping
+        self._cmd_queue.put(("", b"", None))  # wakes the command thread so it sees _stopping
 
     # ------------------------------------------------------------------ listeners (publisher)
     def add_publish_listener(self, cb: Callable[[int], None]) -> None:
@@ -228,7 +235,7 @@ class MqttLink:
         self._change("connected", logging.INFO, f"connected to {self.cfg.host}:{self.cfg.port}"
                      + (f" (reconnect {self.reconnects})" if self.reconnects else ""))
         client.publish(self.availability_topic, "online", qos=1, retain=True)
-        client.subscribe(f"{self.base}/set/+", qos=1)
+        client.subscribe(f"{self.base}/set/+", qos=0)
         if self.cfg.ha_discovery:
             client.subscribe(f"{self.cfg.ha_prefix.rstrip('/')}/status", qos=1)
             self.publish_discovery()
@@ -274,17 +281,42 @@ class MqttLink:
         if not topic.startswith(prefix):
             return
         name = topic[len(prefix):]
-        try:
-            self._cmd_queue.put_nowait((name, msg.payload))
-        except queue.Full:
-            self.answer(name, {"ok": False, "error": "busy: too many commands queued; try again later"})
+        screened = self.commands.screen(name, msg.payload)
+        if not screened.passed:
+            answer = self.commands.refuse(name, screened.error)
+            if answer is not None:
+                self.answer(name, answer)
+            return
+        seq = screened.seq
+        answer = None
+        with self._queued_lock:
+            room = COMMAND_QUEUE if screened.signed else COMMAND_QUEUE - RESERVED_FOR_SIGNED
+            if seq is not None and seq in self._queued_seqs:
+                answer = self.commands.refuse(name, f"signature check failed: replay: seq {seq} is already "
+                                                    f"waiting to be handled")
+            elif self._cmd_queue.qsize() >= room:
+                answer = {"ok": False, "error": "busy: too many commands queued; try again later"}
+            else:
+                if seq is not None:
+                    self._queued_seqs.add(seq)
+                self._cmd_queue.put_nowait((name, msg.payload, seq))
+        if answer is not None:
+            self.answer(name, answer)
 
     def _command_loop(self) -> None:
         while not self._stopping:
-            name, payload = self._cmd_queue.get()
+            try:
+                name, payload, seq = self._cmd_queue.get(timeout=1.0)
+            except queue.Empty:
+                self.commands.gate.tick()  # a flood that stopped says so, with its count
+                continue
             if self._stopping:
                 break
             result = self.commands.handle(name, payload)
+            if seq is not None:
+                with self._queued_lock:
+                    self._queued_seqs.discard(seq)
+            self.commands.gate.tick()
             try:
                 self.answer(name, result)
             except (ValueError, RuntimeError) as e:

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from edge_liveness.events.journal_file import OutboxRow, describe_failure
 
@@ -63,8 +63,10 @@ class Outbox:
     """Thread-safe journal. Use ``Outbox.open(path, storage_cfg)``; it never raises for I/O."""
 
     def __init__(self, path: Path, retention_days: float = 30.0, retention_rows: int = 100000,
-                 max_pending_rows: int = 1000000):
+                 max_pending_rows: int = 1000000, fate: Callable[[], str] | None = None):
         self.path = Path(path)
+        # What happens to events meanwhile, for the ERROR line: only the caller knows (is the broker up?).
+        self.fate = fate
         self.retention_days = retention_days
         self.retention_rows = retention_rows
         self.max_pending_rows = max_pending_rows
@@ -78,11 +80,11 @@ class Outbox:
         self._last_seq = _now_ms()
 
     @classmethod
-    def open(cls, path: str | Path, storage: Any = None) -> "Outbox":
-        kw = {}
+    def open(cls, path: str | Path, storage: Any = None, fate: Callable[[], str] | None = None) -> "Outbox":
+        kw: dict[str, Any] = {"fate": fate}
         if storage is not None:
-            kw = {"retention_days": storage.retention_days, "retention_rows": storage.retention_rows,
-                  "max_pending_rows": getattr(storage, "max_pending_rows", 1000000)}
+            kw.update(retention_days=storage.retention_days, retention_rows=storage.retention_rows,
+                      max_pending_rows=getattr(storage, "max_pending_rows", 1000000))
         box = cls(Path(path), **kw)
         box.retry(force=True)
         return box
@@ -99,7 +101,8 @@ class Outbox:
     def _fail(self, e: BaseException) -> None:
         msg = describe_failure(e, self.path)
         if msg != self._problem:
-            log.error("%s; events still go out over MQTT from memory", msg)
+            fate = self.fate() if self.fate is not None else "events still go out over MQTT from memory"
+            log.error("%s; %s", msg, fate)
         self._problem = msg
         self._last_try = time.monotonic()
         if getattr(e, "sqlite_errorname", "") in _CORRUPT:

@@ -18,9 +18,7 @@ for a message queued while disconnected even after paho has delivered it.)
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_liveness.events import signing
+from edge_liveness.events.fallback import FallbackStore
 from edge_liveness.events.outbox import Outbox
 
 log = logging.getLogger("edge_liveness.publisher")
@@ -37,17 +36,17 @@ KINDS = ("decision", "prompt")
 MAX_HANDED = 1000  # events held by paho at once; the rest wait in the journal
 TICK_S = 0.2
 MAX_MEMORY = 10000  # events kept in memory while the journal is unwritable
-FALLBACK_FILE = "unjournaled.jsonl"
 
 
 class Publisher:
     def __init__(self, outbox: Outbox | None, link: Any | None, device_id: str, key: bytes | None,
-                 fallback_dir: Path | None = None):
+                 fallback_dirs: list[Path] | None = None):
         self.outbox = outbox
-        # Events the journal cannot take are also appended here (a tmpfs such as systemd's
-        # RuntimeDirectory=), so a stop or a kill does not lose them; the next start journals them.
-        self.fallback_path = Path(fallback_dir) / FALLBACK_FILE if fallback_dir else None
-        self._fallback_ok = self.fallback_path is not None
+        # Events the journal cannot take are also appended to a file in the first of these that
+        # works, as they are made, so a stop or a kill does not lose them; the next start journals them.
+        self.fallback = FallbackStore(fallback_dirs or [])
+        self._kept: set[int] = set()  # seqs in memory that a fallback file holds too
+        self.unkept = 0  # events neither journaled nor kept in a fallback file, each logged as made
         self.link = link
         self.device_id = device_id
         self.key = key or None
@@ -102,8 +101,8 @@ class Publisher:
                 journaled = self.outbox.record(seq, payload["event_id"], kind, payload["ts"], text)
                 if not journaled:
                     self._memory[seq] = (kind, payload["event_id"], text, payload["ts"])
-                    self._fallback_append({"seq": seq, "event_id": payload["event_id"], "kind": kind,
-                                           "ts": payload["ts"], "payload": text})
+                    self._keep(seq, {"seq": seq, "event_id": payload["event_id"], "kind": kind,
+                                     "ts": payload["ts"], "payload": text})
             if self.link is not None:
                 if journaled and (self._journal_backlog or len(self._handed) >= MAX_HANDED):
                     self._journal_backlog = True  # the worker pages it in behind the older ones
@@ -139,89 +138,72 @@ class Publisher:
             self._thread.join(timeout=2.0)
 
     # ------------------------------------------------------------------ the fallback file
-    def _fallback_append(self, entry: dict[str, Any]) -> None:
-        if self.fallback_path is None:
+    def _keep(self, seq: int, entry: dict[str, Any]) -> None:
+        """Under self._lock: append an unjournaled event to the fallback file; when no fallback
+        directory takes it either, say so now, with a count (a kill -9 gives no later chance)."""
+        if self.fallback.append(entry) is not None:
+            self._kept.add(seq)
             return
-        try:
-            self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.fallback_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
-            finally:
-                os.close(fd)
-        except OSError as e:
-            if self._fallback_ok:
-                log.error("cannot keep unjournaled events in %s either (%s)", self.fallback_path, e.strerror or e)
-            self._fallback_ok = False
+        self.unkept += 1
+        # Why (journal, each fallback directory) was logged once above; this line counts each event.
+        log.error("%s seq %d is neither journaled nor kept in a fallback file: it is lost if the daemon stops "
+                  "before the journal is writable again (%d such events so far)", entry["kind"], seq, self.unkept)
 
     def import_fallback(self) -> int:
-        """Journal what an earlier run (or this one) kept in the fallback file, then remove it.
-        Returns the number of events journaled from it."""
-        path = self.fallback_path
-        if path is None or self.outbox is None or not path.is_file() or not self.outbox.healthy:
+        """Journal what an earlier run (or this one) kept in the fallback files, then remove them.
+        Returns the number of events journaled from them."""
+        if self.outbox is None or not self.outbox.healthy:
             return 0
-        entries: dict[int, dict[str, Any]] = {}
-        delivered: set[int] = set()
-        try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError as e:
-            log.error("cannot read the unjournaled events kept in %s (%s)", path, e.strerror or e)
-            return 0
-        for line in lines:
-            try:
-                e = json.loads(line)
-                if "delivered" in e:
-                    delivered.update(int(s) for s in e["delivered"])
-                else:
-                    entries[int(e["seq"])] = e
-            except (ValueError, TypeError, KeyError):
-                continue  # a line cut by a kill mid-write
-        n = 0
-        for seq, e in sorted(entries.items()):
-            try:
-                ok = self.outbox.record(seq, str(e["event_id"]), str(e["kind"]), float(e["ts"]), str(e["payload"]),
-                                        delivered=seq in delivered)
-            except (KeyError, TypeError, ValueError):
-                continue
-            if not ok:
-                return n  # the journal failed again: keep the file for the next try
-            n += 1
-        try:
-            path.unlink()
-        except OSError:
-            pass
-        pending = [s for s in entries if s not in delivered]
+        with self._lock:  # no append may slip in between reading the files and removing them
+            kept = self.fallback.load()
+            n = 0
+            for seq, e in sorted(kept.entries.items()):
+                try:
+                    ok = self.outbox.record(seq, str(e["event_id"]), str(e["kind"]), float(e["ts"]),
+                                            str(e["payload"]), delivered=seq in kept.delivered)
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if not ok:
+                    return n  # the journal failed again: keep the files for the next try
+                n += 1
+            self.fallback.remove(kept.paths)
+            self._kept -= kept.entries.keys()
+        pending = [s for s in kept.entries if s not in kept.delivered]
         if n:
             log.info("journaled %d events kept in %s while the journal was unavailable (%d still to send)",
-                     n, path, len(pending))
+                     n, ", ".join(str(p) for p in kept.paths), len(pending))
         if pending and self.link is not None:
             with self._lock:
                 self._journal_backlog = True
             self._wake.set()
         return n
 
-    def keep_unjournaled(self) -> None:
+    def keep_unjournaled(self) -> int:
         """At stop: journal what only memory holds if the journal works again; otherwise say where
-        it was kept, or how many events were not kept and their seq range."""
+        it was kept, and how many events were not kept (their seq range). Returns that number: the
+        events this stop loses."""
         if self.outbox is None:
-            return
+            return 0
         with self._lock:
             left = sorted(self._memory)
         if left and self.outbox.retry(force=True):
             self._journal_memory()
             with self._lock:
                 left = sorted(self._memory)
-        if not left:
-            return
-        sent = sum(1 for s in left if s in self._acked_memory)
-        what = f"{len(left)} events (seq {left[0]}..{left[-1]}; {sent} of them delivered to the broker)"
-        if self.fallback_path is not None and self._fallback_ok:
-            log.warning("%s could not be journaled: kept in %s, journaled at the next start", what, self.fallback_path)
-        else:
-            where = "no runtime directory (RUNTIME_DIRECTORY)" if self.fallback_path is None else \
-                f"{self.fallback_path} unwritable"
-            log.error("%s could not be journaled and are NOT kept (%s): %s", what, where,
-                      self.outbox.problem or "journal unavailable")
+        kept = [s for s in left if s in self._kept]
+        lost = [s for s in left if s not in self._kept]
+        if kept:
+            log.warning("%s could not be journaled: kept in %s, journaled at the next start", self._some(kept),
+                        self.fallback.current or ", ".join(str(p) for p in self.fallback.paths))
+        if lost:
+            log.error("%s could not be journaled and are NOT kept (no fallback directory took them): %s",
+                      self._some(lost), self.outbox.problem or "journal unavailable")
+        return len(lost)
+
+    def _some(self, seqs: list[int]) -> str:
+        """"<n> events (seq <a>..<b>; <k> of them delivered to the broker)"."""
+        sent = sum(1 for s in seqs if s in self._acked_memory)
+        return f"{len(seqs)} events (seq {seqs[0]}..{seqs[-1]}; {sent} of them delivered to the broker)"
 
     # ------------------------------------------------------------------ internals
     def _drained(self) -> bool:
@@ -285,7 +267,8 @@ class Publisher:
             mem_done = [s for s in done if s in self._memory]
             self._acked_memory.update(mem_done)
         if mem_done:
-            self._fallback_append({"delivered": mem_done})
+            with self._lock:
+                self.fallback.append({"delivered": mem_done})
         journal_done = [s for s in done if s not in self._memory]
         if self.outbox is None:
             return
@@ -295,9 +278,15 @@ class Publisher:
             self._journal_memory()
         elif len(self._memory) > MAX_MEMORY:
             with self._lock:  # the journal stays unwritable: forget the oldest already-delivered ones
-                for s in sorted(self._acked_memory)[: len(self._memory) - MAX_MEMORY]:
+                forgotten = sorted(self._acked_memory)[: len(self._memory) - MAX_MEMORY]
+                for s in forgotten:
                     self._memory.pop(s, None)
                     self._acked_memory.discard(s)
+                unkept = [s for s in forgotten if s not in self._kept]
+                self._kept -= set(forgotten)
+            if unkept:
+                log.error("%d delivered events (seq %d..%d) dropped from memory after %d unjournaled: they are in "
+                          "no journal and no fallback file", len(unkept), unkept[0], unkept[-1], MAX_MEMORY)
         if self._unmarked and self.outbox.retry() and self.outbox.mark_delivered(sorted(self._unmarked)):
             self._unmarked.clear()
         if self._journal_backlog and self.outbox.healthy:
@@ -316,6 +305,7 @@ class Publisher:
             for s in written:
                 self._memory.pop(s, None)
                 self._acked_memory.discard(s)
+                self._kept.discard(s)
             # Those still in flight are now journal rows: mark them when the ack comes.
         if written:
             log.info("journaled %d events that went out while the journal was unavailable", len(written))

@@ -22,6 +22,13 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+# `run`'s first act, before the imports below and the models load (a second or more): a SIGHUP
+# meanwhile (kill -HUP, a reload sent early) would end the process, the default action. It is
+# noted here, logged, and applied once the daemon runs (_install_signals).
+STARTING_HUP = threading.Event()
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: STARTING_HUP.set())
+
 from edge_liveness.service import reload as daemon_reload
 from edge_liveness.camera.supervisor import Camera, CameraError, ReplaySource, open_source
 from edge_liveness.config import ConfigError, Settings, load_settings
@@ -72,6 +79,9 @@ class Daemon:
 
     def _open_camera(self) -> Camera:
         cam_cfg = self.settings.camera
+        if self.exit_at_end and cam_cfg.loop:
+            # The flag typed for this run beats the standing config: whoever asks to exit at the end means it.
+            cam_cfg = cam_cfg.model_copy(update={"loop": False})
         source = open_source(cam_cfg.source, cam_cfg)
         return Camera(source, cam_cfg, on_state=self._camera_state)
 
@@ -116,7 +126,7 @@ class Daemon:
         try:
             s.state_path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            log.error("state directory %s unusable (%s): decisions go out over MQTT only until it is fixed", s.storage.state_dir, e)
+            log.error("state directory %s unusable (%s): decisions cannot be journaled until it is fixed", s.storage.state_dir, e)
         self.status = StatusFile(s.state_path)
         self.health = Health(self.metrics, self.notifier, self.status)
         from edge_liveness.events.mqtt import MqttError
@@ -139,9 +149,12 @@ class Daemon:
         log.info("running", extra=kv(device=s.device.id, source=self.camera.source.name, model=li.name,
                                         sha256=li.sha256[:12], threshold=li.threshold, active=self.pipeline.engine.active_mode,
                                         runtime=li.runtime if hasattr(li, "runtime") else "?"))
+        if self.exit_at_end and s.camera.loop and isinstance(self.camera.source, ReplaySource):
+            log.info("--exit-at-end: camera.loop = true is ignored, the daemon exits when the recording ends")
         code = self._loop()
-        self._shutdown()
-        return code
+        lost = self._shutdown()
+        # A stop that lost decisions (ERROR lines say which) is a failure, not a clean exit.
+        return EXIT_FAILURE if lost and code == EXIT_OK else code
 
     def _loop(self) -> int:
         ready = False
@@ -287,20 +300,25 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        if STARTING_HUP.is_set():
+            log.info("SIGHUP received while starting: re-reading the configuration now that the daemon runs")
+            self.reload_requested.set()
 
-    def _shutdown(self) -> None:
-        """End the attempt, flush the outbox, say offline: all within systemd's stop timeout."""
+    def _shutdown(self) -> int:
+        """End the attempt, flush the outbox, say offline: all within systemd's stop timeout.
+        Returns the number of events lost (neither journaled nor kept in a fallback file)."""
         self.notifier.stopping()
         pipeline = getattr(self, "pipeline", None)
         if pipeline is not None and self.transport.publisher is not None:
             out = pipeline.engine.abort("shutdown")
             if out is not None:
                 self._emit(out)
-        self.transport.close()
+        lost = self.transport.close()
         if hasattr(self, "status"):
             self.status.set_state("stopped")
         self.web.close()
         log.info("stopped")
+        return lost
 
 
 def main(args: argparse.Namespace) -> int:
