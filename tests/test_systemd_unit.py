@@ -67,6 +67,21 @@ def test_unit_has_the_required_settings():
     assert not [d for d in s["DeviceAllow"] if "*" in d.split()[0] and d.startswith("/")]
 
 
+def test_unit_sets_a_descriptor_limit_the_page_cannot_use_up():
+    """Issue 27: with no LimitNOFILE= (soft 1024) ~1,010 idle sockets on the page starved MQTT, the
+    journal's neighbours and status.json. The limit is explicit, the page's share of it is capped far
+    below it, and it stays at most 1024 because paho-mqtt's select() cannot watch higher numbers."""
+    from edge_liveness.web.limits import FD_RESERVE, connection_cap
+    from edge_liveness.web.server import MAX_SUBSCRIBERS, MAX_VIEWERS
+
+    values = _lines(UNIT)["LimitNOFILE"]
+    assert len(values) == 1 and values[0].isdigit(), values  # one number: soft = hard
+    limit = int(values[0])
+    assert limit <= 1024
+    page = connection_cap(limit) + MAX_VIEWERS + MAX_SUBSCRIBERS + 1  # requests, streams, the listening socket
+    assert FD_RESERVE + page <= limit // 4, (page, limit)
+
+
 def test_unit_parses_as_ini():
     cp = configparser.ConfigParser(strict=False, interpolation=None)
     cp.optionxform = str

@@ -146,6 +146,19 @@ def test_sign_in_sets_a_cookie_that_is_not_the_token(daemon):
     assert code == 303 and headers["set-cookie"].split(";")[0] == cookie
 
 
+def test_a_stale_cookie_is_no_credential_and_locks_nobody_out(daemon):
+    # After the token changes, a browser keeps sending the old cookie: nothing to guess in it (an
+    # HMAC of the token), so it is not counted as a wrong token; loopback reads stay open.
+    stale = "edge_liveness_web=" + "0" * 64
+    for _ in range(30):  # more than the wrong-token allowance of an address
+        code, st = daemon.get_json("/api/status", headers={"Cookie": stale})
+        assert code == 200 and st["web"]["signed_in"] is False
+    assert daemon.post("/api/active", {"mode": "blink"}, token=None, headers={"Cookie": stale}) == (401, {
+        "ok": False, "error": "web token required: sign in at / or send Authorization: Bearer <web_token>"})
+    # not counted as 30 wrong tokens: this address's right token is still compared (else: 429)
+    assert daemon.post("/api/active", {"mode": "blink"})[0] == 200
+
+
 def test_preview_is_encoded_only_while_watched(daemon):
     _wait(lambda: _status(daemon)["web"]["preview_viewers"] == 0, 25, "no preview viewers")
     e0 = _status(daemon)["web"]["preview_frames_encoded"]

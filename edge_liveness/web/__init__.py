@@ -6,6 +6,9 @@
   Server-Sent Events clients and the latest frame for the preview encoder, which encodes JPEG only
   while a viewer watches.
 - ``server``: the HTTP routes, token checks and the static page (``static/``).
+- ``auth``: the token, cookie and loopback rules, and the wrong-token rate limit.
+- ``limits``: how many connections the page serves and for how long, so it never takes the
+  descriptors the door's own work needs.
 
 Standard library only (``http.server``): nothing to install on the device, no extra attack surface to
 keep patched, and a handful of local viewers is all it ever serves.

@@ -12,7 +12,9 @@ Who may do what:
 
 The token is accepted as ``Authorization: Bearer <token>``, as the ``edge_liveness_web`` cookie that
 ``POST /login`` or one ``GET /?token=`` sets (the page then reloads without it in the address), and is
-never logged: request lines are logged at DEBUG without their query string.
+never logged: request lines are logged at DEBUG without their query string. Wrong tokens, on any
+route, are rate-limited per address and logged once per burst (auth.py). How many connections the
+page serves, and for how long, is limits.py's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import queue
 import socket
 import sqlite3
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -31,16 +33,18 @@ from urllib.parse import parse_qs, urlsplit
 
 from edge_liveness.events.commands import CommandError, TokenBucket, validate_args
 from edge_liveness.web import WebError
-from edge_liveness.web.auth import COOKIE, LOGIN_PAGE, TokenAuth, check_web_config, is_loopback
+from edge_liveness.web.auth import COOKIE, LOCKED, LOGIN_PAGE, OK, WRONG, TokenAuth, check_web_config, is_loopback
 from edge_liveness.web.hub import WebHub
+from edge_liveness.web.limits import IO_TIMEOUT_S, REQUEST_TIMEOUT_S, BoundedHTTPServer
 
 log = logging.getLogger(__name__)
 
+# Streams have caps of their own and do not count against limits.MAX_CONNECTIONS.
 MAX_VIEWERS = 4        # preview connections (each costs a thread and a share of one encoder)
 MAX_SUBSCRIBERS = 16   # event-stream connections
 DEFAULT_LIMIT, MAX_LIMIT = 20, 500
-SOCKET_TIMEOUT_S = 20.0
-PREVIEW_SNDBUF = 64 * 1024  # a viewer that stops reading is dropped after this long
+FRAME_WAIT_S = 20.0    # a preview with no frames (camera down) keeps waiting, this long at a time
+PREVIEW_SNDBUF = 64 * 1024  # a viewer that stops reading fills this, then is dropped after STREAM_SEND_TIMEOUT_S
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
           "/app.css": ("app.css", "text/css; charset=utf-8")}
 SECURITY_HEADERS = {
@@ -67,7 +71,7 @@ class WebServer:
         self.open_reads = is_loopback(web.host)
         self.command_bucket = TokenBucket(command_rate_per_min)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BoundedHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -79,9 +83,10 @@ class WebServer:
     def start(self) -> int:
         host, port = self.web.host, self.web.port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})
+        server_cls = type("Server", (BoundedHTTPServer,), {"address_family": family})
         try:
             self._server = server_cls((host.strip("[]"), port), _handler_for(self))
+            self._server.deadlines.on_tick(self.auth.wrong.tick)
         except OSError as e:
             raise WebError(f"cannot serve the web page on {host}:{port} ({e.strerror or e}): choose a free web.port "
                            "or a local address for web.host") from None
@@ -128,16 +133,31 @@ def _read_static(name: str) -> bytes:
 def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "edge-liveness"
-        timeout = SOCKET_TIMEOUT_S
+        timeout = IO_TIMEOUT_S
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms wait for the client's ACK
+        server: BoundedHTTPServer
+        signed_in = False
 
         # -------------------------------------------------------------- plumbing
+        def handle_one_request(self) -> None:
+            # The whole request (keep-alive wait included) within the deadline, however it trickles in.
+            self.server.deadlines.arm(self.connection, REQUEST_TIMEOUT_S)
+            super().handle_one_request()
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            self.server.deadlines.disarm(self.connection)  # the request is in; IO_TIMEOUT_S bounds the answer
+            super().send_response(code, message)
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             # the request line may hold ?token=: log the path only
             log.debug("web %s %s", self.command, urlsplit(getattr(self, "path", "")).path)
 
         def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("web request error on %s", urlsplit(getattr(self, "path", "")).path)
+            # its message can quote the raw request line, ?token= and all: the path and the outcome only
+            outcome = "timed out" if "timed out" in format else f"answered {args[0]}" if format.startswith("code") else "error"
+            log.debug("web: request from %s on %s %s", self.client_address[0], urlsplit(getattr(self, "path", "")).path,
+                      outcome)
 
         def _send(self, code: int, ctype: str, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
@@ -154,38 +174,32 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
         def _error(self, code: int, msg: str) -> None:
             self._json(code, {"ok": False, "error": msg})
 
-        def _presented(self) -> str | None:
-            """The credential the request carries: a bearer token, or the session cookie."""
-            bearer = self._bearer()
-            if bearer is not None:
-                return bearer
-            for part in self.headers.get("Cookie", "").split(";"):
-                k, _, v = part.strip().partition("=")
-                if k == COOKIE:
-                    return v
-            return None
+        def _credential(self, token: str | None = None) -> str:
+            """OK, WRONG, LOCKED or NONE for the request's bearer token or cookie (or ``token``, typed in)."""
+            if token is None:
+                auth = self.headers.get("Authorization", "")
+                token = auth[7:].strip() if auth.startswith("Bearer ") else None
+                cookie = next((v for k, _, v in (p.strip().partition("=") for p in self.headers.get("Cookie", "").split(";"))
+                               if k == COOKIE), None)
+            else:
+                cookie = None
+            what = f"{self.command} " + "".join(c if c.isprintable() else "?" for c in urlsplit(self.path).path[:60])
+            verdict = srv.auth.check(token, cookie, self.client_address[0], what)
+            self.signed_in = verdict == OK
+            return verdict
 
-        def _bearer(self) -> str | None:
-            auth = self.headers.get("Authorization", "")
-            return auth[7:].strip() if auth.startswith("Bearer ") else None
-
-        def _authed(self) -> bool:
-            bearer = self._bearer()
-            if bearer is not None:
-                return srv.auth.token_ok(bearer)
-            got = self._presented()
-            return got is not None and srv.auth.cookie_ok(got)
+        def _refuse_credential(self, verdict: str, page: bool) -> None:
+            if verdict == LOCKED:
+                return self._error(429, "too many wrong tokens from this address: wait a minute")
+            if page:
+                return self._send(401, "text/html; charset=utf-8", LOGIN_PAGE.format(msg="Wrong token, try again.").encode())
+            self._error(401, "wrong web token")
 
         def _host_ok(self) -> bool:
             # Without a token, answer only to loopback names: defeats DNS rebinding.
             host = (self.headers.get("Host") or "").rsplit(":", 1)[0] if "]" not in (self.headers.get("Host") or "") \
                 else (self.headers.get("Host") or "").split("]")[0] + "]"
             return is_loopback(host)
-
-        def _may_read(self) -> bool:
-            if self._authed():
-                return True
-            return srv.open_reads and self._host_ok()
 
         def _refuse_read(self, page: bool) -> None:
             if srv.open_reads:
@@ -196,18 +210,28 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._error(401, "web token required: sign in at / or send Authorization: Bearer <web_token>")
 
+        def _signed_in_page(self, token: str) -> None:
+            verdict = self._credential(token)
+            if verdict != OK:
+                return self._refuse_credential(verdict, page=True)
+            # set the cookie and reload without the token, so it leaves the address bar and history
+            self._send(303, "text/plain; charset=utf-8", b"signed in\n", {"Location": "/", "Set-Cookie": srv.auth.set_cookie()})
+
         # -------------------------------------------------------------- GET
         def do_GET(self) -> None:  # noqa: N802
             url = urlsplit(self.path)
             path, query = url.path, parse_qs(url.query)
             if path == "/" and "token" in query:
-                return self._token_in_url(query["token"][0])
+                return self._signed_in_page(query["token"][0])
             if path in ("/app.css",):  # the sign-in page's style: nothing secret
                 return self._static(path)
             if path == "/login":
                 return self._send(200, "text/html; charset=utf-8",
                                   LOGIN_PAGE.format(msg="Sign in to use the controls.").encode())
-            if not self._may_read():
+            verdict = self._credential()
+            if verdict in (WRONG, LOCKED):
+                return self._refuse_credential(verdict, page=path == "/")
+            if verdict != OK and not (srv.open_reads and self._host_ok()):
                 return self._refuse_read(page=path == "/")
             if path in STATIC:
                 return self._static(path)
@@ -224,18 +248,6 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
         def _static(self, path: str) -> None:
             name, ctype = STATIC[path]
             self._send(200, ctype, _read_static(name))
-
-        def _token_in_url(self, token: str) -> None:
-            if not srv.auth.token_ok(token):
-                return self._bad_token()
-            # set the cookie and reload without the token, so it leaves the address bar and history
-            self._send(303, "text/plain; charset=utf-8", b"signed in\n", {"Location": "/", "Set-Cookie": srv.auth.set_cookie()})
-
-        def _bad_token(self) -> None:
-            if not srv.auth.failures.take():
-                return self._error(429, "too many wrong tokens: wait a minute")
-            log.warning("web page: a request with a wrong token was refused")
-            self._send(401, "text/html; charset=utf-8", LOGIN_PAGE.format(msg="Wrong token, try again.").encode())
 
         def _decisions(self, query: dict[str, list[str]]) -> None:
             raw = query.get("limit", [str(DEFAULT_LIMIT)])[0]
@@ -260,7 +272,17 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             self._json(200, {"device_id": srv.device_id, "health": health, "model": hub.model, "state": hub.snapshot,
                              "web": {"preview_viewers": hub.viewers, "preview_frames_encoded": hub.frames_encoded,
                                      "event_clients": hub.subscribers, "preview_fps": srv.web.preview_fps,
-                                     "controls": bool(srv.auth.token), "signed_in": self._authed()}})
+                                     "controls": bool(srv.auth.token), "signed_in": self.signed_in}})
+
+        def _stream_headers(self, ctype: str) -> None:
+            self.server.to_stream(self.connection)  # capped by its route from here on, not by the request pool
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            for k, v in SECURITY_HEADERS.items():
+                self.send_header(k, v)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
 
         def _preview(self) -> None:
             hub = srv.hub
@@ -270,17 +292,11 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                 seq = hub.add_viewer()
             try:
                 # a small send buffer: a viewer that stops reading is noticed after a few frames
-                # (then SOCKET_TIMEOUT_S), not after megabytes of buffered preview
+                # (then STREAM_SEND_TIMEOUT_S), not after megabytes of buffered preview
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PREVIEW_SNDBUF)
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                for k, v in SECURITY_HEADERS.items():
-                    self.send_header(k, v)
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.close_connection = True
+                self._stream_headers("multipart/x-mixed-replace; boundary=frame")
                 while True:
-                    got = hub.next_jpeg(seq, timeout=SOCKET_TIMEOUT_S)
+                    got = hub.next_jpeg(seq, timeout=FRAME_WAIT_S)
                     if got is None:
                         if hub.closed:
                             return
@@ -292,7 +308,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                                      + b"\r\n\r\n" + jpeg + b"\r\n")
                     self.wfile.flush()
             except (OSError, ValueError):
-                pass  # the viewer went away (or stopped reading for SOCKET_TIMEOUT_S)
+                pass  # the viewer went away (or stopped reading for STREAM_SEND_TIMEOUT_S)
             finally:
                 hub.remove_viewer()
 
@@ -303,13 +319,7 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
                     return self._error(503, f"{MAX_SUBSCRIBERS} event streams are open already: close one")
                 sub = hub.subscribe()
             try:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                for k, v in SECURITY_HEADERS.items():
-                    self.send_header(k, v)
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.close_connection = True
+                self._stream_headers("text/event-stream")
                 if hub.snapshot:
                     self._event("state", json.dumps(hub.snapshot))
                 while True:
@@ -344,18 +354,16 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length > 0 else b""
             if path == "/login":
                 token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
-                if not srv.auth.token_ok(token):
-                    return self._bad_token()
-                return self._send(303, "text/plain; charset=utf-8", b"signed in\n",
-                                  {"Location": "/", "Set-Cookie": srv.auth.set_cookie()})
+                return self._signed_in_page(token)
             if path not in ("/api/active", "/api/attempt"):
                 return self._error(404, f"no such action {path[:60]!r}: POST /api/active or /api/attempt")
             if not srv.auth.token:
                 return self._error(403, "controls need a web token: put one in the secret file web_token "
                                         "(credentials directory) and restart the daemon")
-            if not self._authed():
-                if self._presented() is not None:
-                    return self._bad_token_json()
+            verdict = self._credential()
+            if verdict in (WRONG, LOCKED):
+                return self._refuse_credential(verdict, page=False)
+            if verdict != OK:
                 return self._error(401, "web token required: sign in at / or send Authorization: Bearer <web_token>")
             origin = self.headers.get("Origin")
             if origin and urlsplit(origin).netloc != self.headers.get("Host"):
@@ -363,6 +371,8 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             name = path.rsplit("/", 1)[1]
             try:
                 args = json.loads(body) if body.strip() else {}
+            except RecursionError:
+                return self._error(400, "body nested too deeply: send a flat JSON object")
             except ValueError as e:
                 return self._error(400, f"body is not JSON ({e}): send a JSON object")
             if not isinstance(args, dict):
@@ -374,15 +384,8 @@ def _handler_for(srv: WebServer) -> type[BaseHTTPRequestHandler]:
             if not srv.command_bucket.take():
                 return self._error(429, "rate limited: over mqtt.command_rate_per_min; try again later")
             log.info("web: command %s %s", name, args or "")
+            self.server.deadlines.disarm(self.connection)  # the frame loop may take its time to answer
             result = srv.command_fn(name, args)
             self._json(200 if result.get("ok") else 503, result)
 
-        def _bad_token_json(self) -> None:
-            if not srv.auth.failures.take():
-                return self._error(429, "too many wrong tokens: wait a minute")
-            log.warning("web page: a request with a wrong token was refused")
-            self._error(401, "wrong web token")
-
     return Handler
-
-
