@@ -128,5 +128,87 @@ def test_config_show_masks_secrets(tmp_path):
     (d / "mqtt_password").write_text("s3cret-pw")
     r = run_cli("config", "show", "--secrets-dir", str(d))
     assert r.returncode == 0
-    assert "s3cret-pw" not in r.stdout and 'password = "********"' in r.stdout
+    assert "s3cret-pw" not in r.stdout and "# password: set, not shown" in r.stdout
     assert "[camera]" in r.stdout
+
+
+# ---------------------------------------------------------------- issue 27, finding 7
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """``edge-liveness ARGV`` in this process (the environment is the test's): (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from edge_liveness.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_config_show_output_passes_config_check_and_means_the_same(tmp_path, monkeypatch):
+    """Unset thresholds (TOML has no null), a list, secrets (redacted), awkward strings and a value from
+    the environment: what `config show` prints is a config `config check` accepts, with the same values."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name in ("mqtt_password", "signing_key", "web_token"):
+        (creds / name).write_text(f"{name}-value\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[camera]\nsource = "clip \\"one\\"\\t\\u007f\u00e9.mp4"\n[active]\nblink_alternatives = ["nod"]\n'
+                   '[decision]\nthreshold = 0.4\n[storage]\nstate_dir = "/tmp/x y"\n')
+    monkeypatch.setenv("EDGE_LIVENESS_DEVICE__ID", "front-door")
+    code, shown, err = cli("config", "show", "--config", str(cfg), "--secrets-dir", str(creds))
+    assert code == 0, err
+    assert "-value" not in shown, "a secret must never be printed"
+    again = tmp_path / "shown.toml"
+    again.write_text(shown)
+    monkeypatch.delenv("EDGE_LIVENESS_DEVICE__ID")
+    code, out, err = cli("config", "check", "--config", str(again))
+    assert (code, err) == (0, ""), err
+    original = masked_dict(load_settings(cfg, secrets_dir=creds, device={"id": "front-door"}))
+    reread = masked_dict(load_settings(again, secrets_dir=creds))
+    assert reread == original
+    assert reread["blink"]["threshold"] is None and reread["decision"]["threshold"] == 0.4
+
+
+WEB_OPEN = '[web]\nenabled = true\nhost = "::"\n'
+
+
+def test_config_check_applies_the_web_rules_run_applies(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(WEB_OPEN)
+    code, out, err = cli("config", "check", "--config", str(cfg))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "web_token" in err, (code, out, err)
+    # The real daemon with the same file refuses with the same line.
+    r = run_cli("run", "--config", str(cfg), env={"EDGE_LIVENESS_STORAGE__STATE_DIR": str(tmp_path / "state"),
+                                                   "EDGE_LIVENESS_MQTT__ENABLED": "false"})
+    assert r.returncode == 2 and err.strip() in r.stderr, r.stderr
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "web_token").write_text("t0ken")
+    assert cli("config", "check", "--config", str(cfg), "--secrets-dir", str(creds))[0] == 0
+
+
+@pytest.mark.parametrize("var, value, needles", [
+    ("EDGE_LIVENESS_CAMRA__FPS", "15", ("EDGE_LIVENESS_CAMRA__FPS", "did you mean EDGE_LIVENESS_CAMERA__FPS?")),
+    ("EDGE_LIVENESS_CAMERA__FSP", "15", ("EDGE_LIVENESS_CAMERA__FSP", "did you mean EDGE_LIVENESS_CAMERA__FPS?")),
+    ("EDGE_LIVENESS_DECISON", '{"cooldown_s": 1}', ("EDGE_LIVENESS_DECISON", "did you mean EDGE_LIVENESS_DECISION?")),
+    ("EDGE_LIVENESS_STORAGE__STATE_DIR", "", ("storage.state_dir: is empty", "EDGE_LIVENESS_STORAGE__STATE_DIR")),
+])
+def test_a_misspelt_or_empty_environment_setting_is_one_line(monkeypatch, var, value, needles):
+    monkeypatch.setenv(var, value)
+    monkeypatch.setenv("EDGE_LIVENESS_SOME_TOOL", "not config")  # tooling shares the prefix: never an error
+    code, out, err = cli("config", "check")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert all(n in lines[0] for n in needles), lines[0]
+
+
+def test_an_empty_state_dir_is_refused(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[storage]\nstate_dir = ""\n')
+    with pytest.raises(ConfigError) as e:
+        load_settings(cfg)
+    assert e.value.problems == ["storage.state_dir: is empty: give the directory for the journal and status file, "
+                                "e.g. /var/lib/edge-liveness (got '')"]

@@ -114,3 +114,22 @@ def test_an_empty_key_file_in_the_state_dir_is_one_line_and_exit_2(tmp_path, fac
         assert_one_clear_error(d, code, "key file is empty: delete it to have a new one created")
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("target, needle", [
+    ("/dev/zero", "is a character device, not a secret file"),  # was skipped: the daemon then signed with another key
+    ("/proc/self/mem", "input/output error"),
+])
+def test_a_secret_that_is_no_file_is_one_line_and_exit_2(tmp_path, target, needle):
+    """Issue 27: a configured secret is never silently ignored, nor read forever."""
+    secrets = tmp_path / "daemon-secrets"  # DaemonProc's directory, made first so the link is in it
+    secrets.mkdir()
+    (secrets / "signing_key").symlink_to(target)
+    d = DaemonProc(tmp_path, base_env(tmp_path / "state", _video(), None), secrets={})
+    try:
+        code = d.wait_exit(60)
+        line = assert_one_clear_error(d, code, needle)
+        assert "signing_key" in line
+        assert not (tmp_path / "state" / "signing_key").exists(), "a configured key must not be replaced"
+    finally:
+        d.close()

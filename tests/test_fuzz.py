@@ -14,9 +14,11 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from edge_liveness.events import signing
 from edge_liveness.events.commands import COMMANDS, CommandProcessor
@@ -322,3 +324,148 @@ def test_run_with_any_arguments_and_a_bad_config_exits_2_before_starting(args, c
     assert_clean(code, err)
     assert code == 2, (code, err)
     assert err.strip()
+
+
+# ------------------------------------------- issue 27: names no file can have, files that never end, deep nesting
+
+LONG = "a" * 10_000
+DEEP = 5_000
+SPECIAL = ("/dev/zero", "/dev/full", "/proc/self/mem")  # endless zeros, endless zeros, EIO on read
+# Every command and flag that takes a user-named file; P is where the bad name goes.
+PATH_ARGS = [
+    ["config", "check", "--config", "P"], ["config", "show", "--config", "P"], ["events", "--config", "P"],
+    ["events", "--db", "P"], ["status", "--config", "P"], ["verify", "--config", "P"], ["verify", "--key-file", "P"],
+    ["verify", "--key-file", "KEY", "--state", "P"], ["ear", "P"], ["ear", "--config", "P", "DIR"],
+    ["snapshot", "--source", "P", "-o", "OUT"], ["snapshot", "--config", "P", "-o", "OUT"], ["replay", "P"],
+    ["replay", "--config", "P", "DIR"], ["run", "--exit-at-end", "--secrets-dir", "P"],
+    ["run", "--exit-at-end", "--config", "P"], ["run", "--exit-at-end", "--source", "P"],
+    ["config", "check", "--secrets-dir", "P"],
+]
+# What reads a config (directly or through the environment) also meets the deep nesting.
+CONFIG_ARGS = [a for a in PATH_ARGS if "--config" in a]
+
+
+def _bad_input_cases() -> list[tuple[str, list[str], dict[str, str]]]:
+    cases = []
+    for args in PATH_ARGS:
+        for bad in ("LONG", *SPECIAL):
+            if bad != "LONG" and "--source" in args and args[0] == "run":
+                continue  # the daemon waits for a camera that is not one: its own test (test_faults_camera)
+            cases.append((bad, [bad if a == "P" else a for a in args], {}))
+    for args in CONFIG_ARGS:
+        cases.append(("DEEP_FILE", [("DEEP_FILE" if a == "P" else a) for a in args], {}))
+        plain = [a for a in args if a not in ("--config", "P")]
+        cases.append(("DEEP_ENV", plain, {"EDGE_LIVENESS_ACTIVE__BLINK_ALTERNATIVES": "[" * DEEP + "]" * DEEP}))
+    for cmd in (["config", "check"], ["replay", "DIR"], ["ear", "DIR"], ["status"], ["events"], ["run", "--exit-at-end"]):
+        for var in ("EDGE_LIVENESS_MODELS__DIR", "EDGE_LIVENESS_STORAGE__STATE_DIR"):
+            cases.append(("LONG_ENV", cmd, {var: LONG}))
+    return cases
+
+
+BAD_INPUT = _bad_input_cases()
+
+
+@pytest.mark.parametrize("bad, argv, env", BAD_INPUT, ids=[f"{b}-{' '.join(a)}" for b, a, _ in BAD_INPUT])
+def test_a_name_no_file_can_have_or_a_file_that_never_ends_is_one_line_and_exit_2(tmp_path, bad, argv, env):
+    """Finding 8 (and 6's endless reads): each was a traceback, or a read that filled memory."""
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[active]\nblink_alternatives = " + "[" * DEEP + "]" * DEEP + "\n")
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    names = {"LONG": LONG, "DEEP_FILE": str(deep), "KEY": str(key), "DIR": str(tmp_path), "OUT": str(tmp_path / "o.jpg")}
+    argv = [names.get(a, a) for a in argv]
+    # A `run` that got past its config would replay this folder (no frames in it) and end, not hang the suite.
+    base = {"EDGE_LIVENESS_STORAGE__STATE_DIR": str(tmp_path), "EDGE_LIVENESS_MQTT__ENABLED": "false",
+            "EDGE_LIVENESS_CAMERA__SOURCE": str(tmp_path)}
+    code, out, err = cli(argv, env={**base, **env})
+    lines = [s for s in err.splitlines() if s.strip()]
+    assert "Traceback" not in err, err
+    assert code == 2 and len(lines) == 1, (code, err[-2000:])
+    assert len(lines[0]) < 400, "a message line names the file, it does not dump it"
+
+
+@pytest.mark.parametrize("skew", ["nan", "-5", "0", "inf", "-inf"])
+def test_verify_refuses_a_skew_that_would_let_stale_payloads_through(tmp_path, skew):
+    """Finding 6: NaN compares false both ways, so `--max-skew nan` accepted a payload an hour stale."""
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    stale = signing.dumps(signing.sign({"type": "decision", "device_id": "d", "seq": 1, "ts": time.time() - 3600}, KEY))
+    code, out, err = cli(["verify", "--key-file", str(key), f"--max-skew={skew}"], stdin=stale.encode())
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and f"--max-skew {skew}" in err, (code, out, err)
+    with pytest.raises(ValueError):
+        Verifier(KEY, max_skew_s=float(skew))
+    if not float(skew) >= 0:  # NaN and negatives: the function that never raises refuses instead
+        assert not verify_event(stale, KEY, max_skew_s=float(skew)).ok
+
+
+def _section_accepts(sec: str, key: str, value) -> bool:
+    from pydantic import ValidationError
+
+    from edge_liveness.config import Settings
+
+    try:
+        Settings.model_fields[sec].annotation.model_validate({key: value})
+    except ValidationError:
+        return False
+    return True
+
+
+@st.composite
+def valid_config_files(draw) -> str:
+    """TOML of values each section accepts: odd strings (quotes, control characters, DEL, any script),
+    lists, floats of any size, secrets."""
+    values = toml_scalars | st.lists(st.sampled_from(["turn_left", "turn_right", "nod"]), max_size=3)
+    lines = []
+    for sec, key in draw(st.lists(st.sampled_from(_fields() + [("web", "token"), ("web", "host")]), max_size=8,
+                                  unique=True)):
+        value = draw(values)
+        if _section_accepts(sec, key, value):
+            lines.append(f"[{sec}]\n{key} = {_toml_valid(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_valid(v) -> str:
+    """TOML for any value drawn (lists too; any character, escaped the way TOML, not JSON, wants)."""
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_valid(x) for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return _toml(v)
+
+
+@CLI_FAST
+@given(valid_config_files())
+def test_config_show_output_passes_config_check_with_the_same_values(text):
+    """Finding 7: `config show` printed `threshold = ""`, a Python list and masked secrets, which
+    `config check` then refused."""
+    with tempfile.TemporaryDirectory() as d:
+        cfg = Path(d) / "c.toml"
+        cfg.write_text(text, encoding="utf-8", errors="surrogatepass")
+        env = {"EDGE_LIVENESS_STORAGE__STATE_DIR": d}
+        assume(cli(["config", "check", "--config", str(cfg)], env=env)[0] == 0)
+        code, shown, err = cli(["config", "show", "--config", str(cfg)], env=env)
+        assert code == 0, err
+        again = Path(d) / "shown.toml"
+        again.write_text(shown, encoding="utf-8")
+        code, out, err = cli(["config", "check", "--config", str(again)], env=env)
+        assert code == 0, (err, shown)
+        _, shown_again, _ = cli(["config", "show", "--config", str(again)], env=env)
+    # The same effective config, but for the comments: the first line names the file it came from, and a
+    # secret is only ever a comment ("set, not shown"), so the file shown has none.
+    def values(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert values(shown_again) == values(shown)
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "deep"])
+def test_status_with_a_status_file_that_never_ends_or_nests_too_deep_is_one_line(tmp_path, kind):
+    """status.json replaced by a link to /dev/zero (read until memory ran out) or nested past the stack."""
+    status = tmp_path / "status.json"
+    if kind == "deep":
+        status.write_text("[" * DEEP + "]" * DEEP)
+    else:
+        status.symlink_to(kind)
+    code, out, err = cli(["status"], env={"EDGE_LIVENESS_STORAGE__STATE_DIR": str(tmp_path)})
+    assert "Traceback" not in err and code == 4 and len(err.strip().splitlines()) == 1, (code, err)
+    assert "status.json" in err

@@ -78,3 +78,15 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (OSError, RecursionError) as e:
+        # A path or value the user gave that no file can be (10,000 characters, /proc/self/mem, nesting
+        # past the stack) reached the system somewhere no command checks for it: one line, not a
+        # traceback. Not for `run`: a daemon fault there must exit 1 with its traceback in the
+        # journal so that systemd restarts it; the daemon's user input is all checked by load_settings.
+        if args._module == COMMANDS["run"][0]:
+            raise
+        from edge_liveness.config.files import describe_os_error
+
+        what = describe_os_error(e) if isinstance(e, OSError) else "input nested too deeply to read"
+        print(f"edge-liveness {name}: {what}", file=sys.stderr)
+        return 2

@@ -79,6 +79,10 @@ def main(args) -> int:
     if not target.exists():
         print(f"edge-liveness ear: {target} does not exist: give an image file or a folder of images", file=sys.stderr)
         return 2
+    if not (target.is_dir() or target.is_file()):  # /dev/zero, a FIFO: no image, and a read that may not end
+        print(f"edge-liveness ear: {target} is not a regular file: give an image file or a folder of images",
+              file=sys.stderr)
+        return 2
     try:
         settings = load_settings(args.config)
         finder = FaceFinder.from_settings(settings)
@@ -89,6 +93,10 @@ def main(args) -> int:
     bad = 0
     for p in list_images(target):
         img = read_image(p)
+        if img is None and not target.is_dir():
+            print(f"edge-liveness ear: {p}: not a readable image: give an image file or a folder of images",
+                  file=sys.stderr)
+            return 2
         if img is None:
             bad += 1
             print(f"edge-liveness ear: {p}: not a readable image, skipped", file=sys.stderr)

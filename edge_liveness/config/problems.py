@@ -5,7 +5,9 @@ one screenful per section; it needs nothing of the model itself.
 
 from __future__ import annotations
 
+import difflib
 import os
+import reprlib
 
 from pydantic_settings import SettingsError
 
@@ -23,7 +25,7 @@ def env_var_for(loc: tuple | list) -> str | None:
     return next((present[w] for w in wanted if w in present), None)
 
 
-_SECRET_KEYS = {("mqtt", "password"), ("security", "signing_key")}
+_SECRET_KEYS = {("mqtt", "password"), ("security", "signing_key"), ("web", "token")}
 
 
 class _Masked:
@@ -31,10 +33,32 @@ class _Masked:
         return "(a secret, not shown)"
 
 
-def problem_line(err: dict) -> str:
+# What a problem line echoes of the bad value: enough to recognise it, never a 10,000-character dump
+# or a 5,000-deep list (whose full repr would itself overflow the stack).
+_shown = reprlib.Repr()
+_shown.maxstring, _shown.maxother, _shown.maxlevel, _shown.maxlist, _shown.maxdict = 60, 60, 3, 6, 6
+
+
+class _Got(str):
+    """An already-shortened repr that ``{got!r}`` prints as it is."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def problem_line(err: dict, layout: dict[str, set[str]] | None = None) -> str:
+    """``layout`` (section -> its keys) lets an unknown key set by a variable name the nearest real one."""
     line = _problem_text(err)
-    var = env_var_for(err.get("loc", ()))
-    return f"{line} (from environment variable {var})" if var else line
+    loc = tuple(str(p) for p in err.get("loc", ()))
+    var = env_var_for(loc)
+    if not var:
+        return line
+    if err.get("type") == "extra_forbidden" and layout and len(loc) == 2 and loc[0] in layout:
+        key = _nearest(loc[1], layout[loc[0]])
+        whole_section = var.upper() == ENV_PREFIX + loc[0].upper()  # EDGE_LIVENESS_CAMERA='{"fsp": 3}'
+        near = f"the key {key!r} in {var}" if whole_section else f"{ENV_PREFIX}{loc[0].upper()}__{key.upper()}"
+        return f"{'.'.join(loc)}: unknown key (from environment variable {var}): did you mean {near}?"
+    return f"{line} (from environment variable {var})"
 
 
 def _problem_text(err: dict) -> str:
@@ -44,6 +68,7 @@ def _problem_text(err: dict) -> str:
     got = err.get("input")
     if tuple(str(p) for p in err.get("loc", ()))[:2] in _SECRET_KEYS:
         got = _Masked()  # a secret of the wrong type must not be echoed into a log
+    got = _Got(_shown.repr(got))
     if kind == "extra_forbidden":
         return f"{loc}: unknown key (check the spelling against config/edge-liveness.toml)"
     if kind in _OP:
@@ -77,8 +102,8 @@ def env_parse_problem(e: SettingsError, settings_cls: type | None = None) -> str
             key = k[len(prefix):].lower() if k.upper().startswith(prefix) else ""
             example = list_keys.get(key)
             if example is not None and not _is_json(v):
-                return f"{k}: {section}.{key} must be a JSON list, e.g. {k}='{example}' (got {v!r})"
-        return f"environment: {e}"
+                return f"{k}: {section}.{key} must be a JSON list, e.g. {k}='{example}' (got {_shown.repr(v)})"
+        return "environment: " + " ".join(str(e).split())[:300]
     return (f"{var}: not a JSON object (a whole section in one variable must be JSON, e.g. {var}='{{\"fps\": 15}}'; "
             f"or set one key: {var}__FPS=15)")
 
@@ -102,3 +127,40 @@ def _list_keys(settings_cls: type | None, section: str) -> dict[str, str]:
     sec = fields[section].annotation if section in fields else None
     return {name: json.dumps(f.get_default(call_default_factory=True))
             for name, f in getattr(sec, "model_fields", {}).items() if typing.get_origin(f.annotation) is list}
+
+
+def unknown_env_problems(layout: dict[str, set[str]]) -> list[str]:
+    """One line per ``EDGE_LIVENESS_<SECTION>__<KEY>`` variable naming no section of ``layout`` (section
+    -> its keys), with the nearest valid variable: pydantic-settings ignores such a variable,
+    so a typo would silently leave the setting at its default. Tooling variables share the prefix
+    (EDGE_LIVENESS_SHARED_DATA, ...): one without ``__`` counts only when it holds a JSON object, as a
+    whole section set in one variable does."""
+    out = []
+    for var, value in sorted(os.environ.items()):
+        if not var.upper().startswith(ENV_PREFIX):
+            continue
+        parts = var[len(ENV_PREFIX):].lower().split("__")
+        section = parts[0]
+        if len(parts) == 1:
+            if section in layout or not value.lstrip().startswith("{"):
+                continue
+            near = _nearest(section, layout)
+            out.append(f"{var}: no config section {section!r}: did you mean {ENV_PREFIX}{near.upper()}?")
+        elif section not in layout:  # an unknown key of a known section is pydantic's to report (problem_line)
+            near = _nearest(section, layout)
+            key = parts[1] if parts[1] in layout[near] else _nearest(parts[1], layout[near])
+            out.append(f"{var}: no config section {section!r}: did you mean {ENV_PREFIX}{near.upper()}__{key.upper()}?")
+    return out
+
+
+def _nearest(word: str, names: set[str] | dict[str, set[str]]) -> str:
+    return max(sorted(names), key=lambda n: difflib.SequenceMatcher(None, word, n).ratio())
+
+
+def deep_env_problem() -> str:
+    """pydantic-settings parses JSON values of the variables; one nested past the stack gives RecursionError."""
+    nested = {k: v.count("[") + v.count("{") for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+    var = max(nested, key=nested.__getitem__, default=None)
+    if var is None or nested[var] == 0:
+        return "environment: a value is nested too deeply: give a flat JSON value"
+    return f"{var}: nested too deeply ({nested[var]} brackets): a config value needs a few levels at most"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_liveness.config.files import UserFileError, read_capped
 from edge_liveness.events import signing
 
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -118,6 +119,8 @@ def _verify(payload: Any, key: bytes, last_seq: int | None, max_skew_s: float, n
     # Only a signed payload's seq/ts mean anything, so these come after the HMAC.
     if last_seq is not None and seq <= last_seq:
         return VerifyResult(False, f"replay: seq {seq} <= last accepted {last_seq}", seq, device)
+    if math.isnan(max_skew_s) or max_skew_s < 0:
+        return VerifyResult(False, f"no usable clock-skew limit ({max_skew_s!r}): cannot check ts", seq, device)
     ts = obj.get("ts")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
         return VerifyResult(False, "missing or bad ts (must be unix seconds)", seq, device)
@@ -136,9 +139,12 @@ class VerifyStateError(ValueError):
 def load_state(path: Path) -> dict[str | None, int]:
     """Last accepted seq per device from a state file; {} when it does not exist yet."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # A regular file only: the state is replaced by rename, which must never land on /dev/full.
+        text = read_capped(path, "verify state file", allow_pipe=False).decode("utf-8")
     except FileNotFoundError:
         return {}
+    except UserFileError as e:
+        raise VerifyStateError(f"{e} (--state)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise VerifyStateError(f"{path}: cannot read the verify state ({getattr(e, 'strerror', None) or e}): "
                                f"give a readable --state file") from None
@@ -177,6 +183,9 @@ class Verifier:
 
     def __init__(self, key: bytes, max_skew_s: float = 300.0, check_time: bool = True,
                  state_path: str | Path | None = None, types: tuple[str, ...] | None = EVENT_TYPES):
+        if check_time and not (math.isfinite(max_skew_s) and max_skew_s > 0):
+            # NaN compares false both ways: every stale payload would pass the ts check.
+            raise ValueError(f"max_skew_s must be a number of seconds > 0 (got {max_skew_s!r})")
         self.key = key
         self.max_skew_s = max_skew_s
         self.check_time = check_time
@@ -218,7 +227,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _load_key(args: argparse.Namespace) -> tuple[bytes | None, float, str]:
     if args.key_file:
         try:
-            raw = Path(args.key_file).read_bytes()
+            raw = read_capped(args.key_file, "key file")
+        except UserFileError as e:
+            return None, 300.0, f"{e} (--key-file)"
         except OSError as e:
             return None, 300.0, f"{args.key_file}: cannot read key file ({e.strerror}): give a readable --key-file"
         key = raw.rstrip(b"\r\n")
@@ -233,8 +244,8 @@ def _load_key(args: argparse.Namespace) -> tuple[bytes | None, float, str]:
     if key is None:
         # The key the daemon created at first start, when this runs on the device itself.
         try:
-            key = signing.key_from_text((settings.state_path / signing.KEY_FILE).read_text().strip())
-        except (OSError, UnicodeDecodeError):
+            key = signing.key_from_text(read_capped(settings.state_path / signing.KEY_FILE, "key file").decode().strip())
+        except (OSError, UnicodeDecodeError, UserFileError):
             key = None
     if key is None:
         return None, 300.0, ("no signing key configured: give --key-file, or put signing_key in the secrets "
@@ -243,6 +254,10 @@ def _load_key(args: argparse.Namespace) -> tuple[bytes | None, float, str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.max_skew is not None and not (math.isfinite(args.max_skew) and args.max_skew > 0):
+        print(f"edge-liveness verify: --max-skew {args.max_skew:g}: give the allowed clock difference in seconds, "
+              f"a number > 0 (or --no-time-check to skip the ts check)", file=sys.stderr)
+        return 2
     key, skew, problem = _load_key(args)
     if key is None:
         print(problem, file=sys.stderr)

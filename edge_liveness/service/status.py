@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge_liveness.config.files import read_capped
+
 log = logging.getLogger("edge_liveness.status")
 
 FILENAME = "status.json"
@@ -178,8 +180,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_status(path: str | Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        data = json.load(f)
+    # Capped: a status.json swapped for /dev/zero (or a link to it) must not be read forever.
+    data = json.loads(read_capped(path, "status file", allow_pipe=False))
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
@@ -194,7 +196,7 @@ def assess(path: str | Path, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> He
         return Health(False, f"no status file at {path} (the daemon has not run with this state_dir)", None, None)
     except PermissionError:
         return Health(False, f"{path}: permission denied (the service's state is root-only: run with sudo)", None, None)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         return Health(False, f"{path}: unreadable status file ({_one_line(e)}): the daemon rewrites it within a "
                              f"second while it runs; if it stays so, delete it and restart the daemon", None, None, EXIT_UNKNOWN)
     age = _age(data)
