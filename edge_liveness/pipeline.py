@@ -1,7 +1,11 @@
 """One frame through every stage, top to bottom, each stage timed.
 
     frame -> find face (detector / tracked landmarks) -> head pose -> eyes (signals, blink model)
-          -> crop + classify (only while an attempt can use it) -> decide
+          -> crop + classify (while an attempt can use it) -> decide
+
+The face mesh runs on every frame; the eye model and the passive model(s) run on the frames the
+schedule (``schedule.py``, the ``[schedule]`` config section) gives them: each at the rate the
+decision consumes it, only while the attempt can use it, and one model per frame.
 
 ``build_pipeline`` loads and checks every model once; a missing or wrong model is one
 ``ModelError`` line before the first frame, never a failure in the loop.
@@ -10,10 +14,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge_liveness.vision.align import align_crop, context_crop
 from edge_liveness.blink.detector import BlinkDetector, EyeSample, load_blink_model
@@ -21,26 +27,34 @@ from edge_liveness.blink.model import BlinkModel
 from edge_liveness.camera.supervisor import Frame
 from edge_liveness.config import Settings
 from edge_liveness.vision.eyes import EyeRefiner
-from edge_liveness.decide.decision import DecisionEngine, FrameObservation, ModelInfo
+from edge_liveness.decide.decision import BLINK_TAKING_MODES, COLLECTING, DecisionEngine, FrameObservation, ModelInfo
 from edge_liveness.vision.face import FaceDetector
 from edge_liveness.vision.headpose import HeadMotion, estimate_pose
-from edge_liveness.vision.landmarks import Landmarker
+from edge_liveness.vision.landmarks import FaceLandmarks, Landmarker
+from edge_liveness.liveness.fusion import fuse
+from edge_liveness.liveness.minifasnet import MiniFASNetPair, face_box
 from edge_liveness.liveness.model import LivenessModel, default_model_path
+from edge_liveness.schedule import Schedule
 from edge_liveness.vision.tracking import FaceFinder
 
 log = logging.getLogger(__name__)
 
-BLINK_MODES = frozenset({"blink", "blink_and_turn", "challenge"})
+EYES = "eyes"  # the eye-contour model's name in the schedule
+PRIMARY_PASSIVE = "classify"  # the passive stage whose score the texture pair may veto
+TEXTURE = "texture"  # the texture pair's stage (liveness/minifasnet.py)
 
 
 @dataclass
 class FrameResult:
     frame: Frame
-    obs: FrameObservation
+    obs: FrameObservation  # what the decision engine saw (p_live only on the frames the schedule scored)
     outputs: list[Any]  # Decision | Prompt from the engine
     ms: dict[str, float] = field(default_factory=dict)
     eyes: EyeSample | None = None
     tracked: bool = False
+    attempt: bool = False  # an attempt was collecting on this frame (or this frame may start one)
+    scores: dict[str, float] = field(default_factory=dict)  # every passive score computed on this frame
+    scored: bool = False  # the decision used this frame's passive score
 
     def trace(self, state: str) -> dict[str, Any]:
         """The `replay --trace` frame line: numbers only, never pixels."""
@@ -53,7 +67,10 @@ class FrameResult:
         return {"type": "frame", "t": round(o.ts, 4), "i": self.frame.index, "face": o.n_faces > 0,
                 "n_faces": o.n_faces, "n_large_faces": o.n_large_faces, "face_frac": r(o.face_frac, 3),
                 "tracked": self.tracked, "yaw": r(o.yaw, 2), "pitch": r(o.pitch, 2), "roll": r(o.roll, 2),
-                "p_live": r(o.p_live), "ear_left": r(o.ear_left), "ear_right": r(o.ear_right),
+                # the verdict the decision used where it used one, else (replay --trace) the primary's score
+                "p_live": r(o.p_live if self.scored else self.scores.get(PRIMARY_PASSIVE)), "scored": self.scored,
+                "p_texture": r(self.scores.get(TEXTURE)),
+                "ear_left": r(o.ear_left), "ear_right": r(o.ear_right),
                 "eyes_visible": o.eyes_visible, "blink": o.blink, "motions": list(o.motions),
                 "departures": list(o.departures), "state": state,
                 "ms": {k: round(v, 3) for k, v in self.ms.items()}}
@@ -68,6 +85,7 @@ class Models:
     liveness: LivenessModel
     blink: BlinkModel | None  # None only while `blinks train` extracts signals for a first model
     eyes: EyeRefiner | None = None  # eyelid contours for blinks; None falls back to the face mesh
+    texture: MiniFASNetPair | None = None  # the texture pair's veto (models.texture); None: off
 
     @property
     def info(self) -> ModelInfo:
@@ -82,7 +100,12 @@ def load_models(settings: Settings, blink: bool = True) -> Models:
                   landmarker=Landmarker.from_settings(settings),
                   liveness=LivenessModel(liveness_path, num_threads=settings.models.num_threads),
                   blink=load_blink_model(settings) if blink else None,
-                  eyes=EyeRefiner.from_settings(settings))
+                  eyes=EyeRefiner.from_settings(settings),
+                  texture=MiniFASNetPair(num_threads=settings.models.num_threads) if settings.models.texture else None)
+
+
+# A passive stage: (frame, landmarks, ms) -> P(live); it times its own parts into ms.
+PassiveScore = Callable[[Frame, FaceLandmarks, dict[str, float]], float]
 
 
 class Pipeline:
@@ -96,24 +119,85 @@ class Pipeline:
         if settings.decision.threshold is not None:
             info = ModelInfo(info.name, info.sha256, settings.decision.threshold)
         self.engine = DecisionEngine(settings.decision, settings.active, settings.detection, info)
+        sc = settings.schedule
+        self.schedule = Schedule(every_frame=sc.every_frame, share_frames=sc.parallel)
+        self.passive: dict[str, PassiveScore] = {}
+        # One line per passive model: it is then scored at schedule.passive_scores_per_s while an
+        # attempt collects, on frames no other scheduled model uses. Added before the eye model, so
+        # that when both fall due on one frame (an attempt's first) the score comes first: the
+        # evidence clock (decision.min_evidence_s) starts on the attempt's first frame.
+        self.add_passive(PRIMARY_PASSIVE, self._two_view_score)
+        self.threshold = info.threshold
+        self.schedule.add(EYES, sc.eye_model_per_s)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage") if sc.parallel else None
         # replay --trace scores every face so a recording can be studied frame by frame; the
-        # daemon scores only what an attempt can use.
+        # decision still sees only the scores the schedule gives it, as in the daemon.
         self.always_classify = False
-        # `blinks score` reads the eyes on every frame, attempt or not
+        # `blinks score` reads the eyes on every frame, attempt or not (at the schedule's rate)
         self.always_eyes = False
         self.crop_size = models.liveness.crop_size
         self.crop_margin = models.liveness.crop_margin
+
+    def add_passive(self, name: str, score: PassiveScore) -> None:
+        """Register a passive model: scheduled at ``schedule.passive_scores_per_s`` while an attempt can use it."""
+        self.passive[name] = score
+        self.schedule.add(name, self.settings.schedule.passive_scores_per_s)
+
+    def _two_view_score(self, frame: Frame, lm: FaceLandmarks, ms: dict[str, float]) -> float:
+        # the aligned crop and, for a two-view model, the wider context crop around it (a bezel, a
+        # hand, a paper edge)
+        clock = time.perf_counter
+        t = clock()
+        lv = self.models.liveness
+        anchors = lm.anchors()
+        crop = align_crop(frame.image, anchors, self.crop_size, self.crop_margin)
+        context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale) if lv.views == 2 else None
+        ms["crop"] = (clock() - t) * 1e3
+        t = clock()
+        p = lv.predict_views(crop.image, None if context is None else context.image)
+        ms["classify"] = (clock() - t) * 1e3
+        return p
+
+    def _texture_score(self, frame: Frame, lm: FaceLandmarks, ms: dict[str, float]) -> float:
+        t = time.perf_counter()
+        p = self.models.texture.score(frame.image, face_box(lm)).p_real
+        ms["texture"] = (time.perf_counter() - t) * 1e3
+        return p
+
+    def _verdict(self, scores: dict[str, float], plan: frozenset[str], attempt: bool) -> float | None:
+        """The frame's P(live) for the decision, on the frames the schedule gave the liveness model:
+        its score and the texture pair's on the same frame, fused (liveness/fusion.py: the pair
+        vetoes, it never outvotes)."""
+        if not attempt or PRIMARY_PASSIVE not in plan or PRIMARY_PASSIVE not in scores:
+            return None
+        return fuse(scores[PRIMARY_PASSIVE], self.threshold, scores.get(TEXTURE), self.settings.decision.texture_threshold)
+
+    def _eye_plan(self) -> tuple[bool, bool]:
+        """(the eye model is wanted on this frame, the eyes are read at all).
+
+        The eye model runs while a blink can still count (or the caller asked for it always, as
+        `blinks score` does; without a blink model, as `blinks train` extracts signals, on every
+        frame). Once an attempt in a blink mode no longer needs a blink the eyes are not read at all:
+        the mesh's eyelids are on another scale, and mixing them in would spoil the attempt's EAR
+        evidence. Otherwise (idle, other modes) the mesh's eyelids keep the signals flowing."""
+        e = self.engine
+        if self.always_eyes or e.wants_blinks:
+            return True, True
+        if e.state == COLLECTING and e.attempt_mode in BLINK_TAKING_MODES:
+            return False, False
+        return False, True
 
     def process(self, frame: Frame) -> FrameResult:
         ms: dict[str, float] = {}
         clock = time.perf_counter
 
-        # 1. find the face: detector, or landmarks tracked from the previous frame
+        # 1. find the face: detector, or landmarks tracked from the previous frame (every frame)
         view = self.finder.process(frame.image)
         ms.update(view.timings)
         lm = view.landmarks
         face_frac = view.face.side / min(frame.image.shape[:2]) if view.face is not None else 0.0
         self.engine.see_face(view.n_large_faces)
+        attempt = self.engine.wants_liveness
 
         # 2. head pose and completed head motions
         t = clock()
@@ -121,43 +205,76 @@ class Pipeline:
         motions = tuple(self.motion.update(frame.ts, pose))
         ms["pose"] = (clock() - t) * 1e3
 
-        # 3. eyes: lid signals and blinks. The eye-contour model (two ~1.7 ms calls) runs only while
-        # an attempt can use a blink (or the caller asked for every frame, as `blinks score` does);
-        # otherwise the mesh's eyelids keep the signals flowing.
-        t = clock()
-        precise = self.always_eyes or (self.engine.wants_liveness and self.engine.active_mode in BLINK_MODES)
-        eyes = self.blink.update(frame.ts, lm, frame.image if precise else frame.image.shape)
-        ms["eyes"] = (clock() - t) * 1e3
+        # 3. which scheduled models run on this frame
+        eye_model, read_eyes = self._eye_plan()
+        wanted = [EYES] if eye_model and self.models.eyes is not None else []
+        if lm is not None and attempt:
+            wanted += list(self.passive)
+        every = self.models.blink is None  # `blinks train`: signals on every frame
+        plan = self.schedule.plan(frame.ts, wanted)
+        if every and EYES in wanted:
+            plan = plan | {EYES}
+        passive = [n for n in self.passive if n in plan]
+        if lm is not None and self.always_classify:
+            passive = list(self.passive)
 
-        # 4. passive liveness on the aligned crop (and, for a two-view model, the wider context crop
-        # around it: a bezel, a hand, a paper edge), only when an attempt can use it
-        p_live = None
-        if lm is not None and (self.engine.wants_liveness or self.always_classify):
-            t = clock()
-            lv = self.models.liveness
-            anchors = lm.anchors()
-            crop = align_crop(frame.image, anchors, self.crop_size, self.crop_margin)
-            context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale) if lv.views == 2 else None
-            ms["crop"] = (clock() - t) * 1e3
-            t = clock()
-            p_live = lv.predict_views(crop.image, None if context is None else context.image)
-            ms["classify"] = (clock() - t) * 1e3
-
-        # 5. decide
+        # 4 + 5. eyes and passive liveness; side by side in threads when schedule.parallel
+        pending = None
+        if self._pool is not None and passive and EYES in plan:
+            pending = self._pool.submit(self._score_all, passive, frame, lm)
         t = clock()
+        eyes = self._eyes(frame, lm, EYES in plan, eye_model, read_eyes)
+        if eyes is not None:
+            ms["eyes"] = (clock() - t) * 1e3
+        if pending is not None:
+            scores, pms = pending.result()
+        else:
+            scores, pms = self._score_all(passive, frame, lm) if passive else ({}, {})
+        ms.update(pms)
+
+        # 6. decide, on the scores the schedule gave (replay --trace computes more; they stay out)
+        p_live = self._verdict(scores, plan, attempt)
+        t = clock()
+        nan = math.nan
         obs = FrameObservation(
             ts=frame.ts, n_faces=view.n_faces, n_large_faces=view.n_large_faces, face_frac=face_frac,
             yaw=pose.yaw if pose else None, pitch=pose.pitch if pose else None, roll=pose.roll if pose else None,
-            p_live=p_live, ear_left=eyes.ear_left, ear_right=eyes.ear_right, eyes_visible=eyes.visible,
-            blink=eyes.blink, motions=motions, departures=tuple(self.motion.departures))
+            p_live=p_live, ear_left=eyes.ear_left if eyes else nan, ear_right=eyes.ear_right if eyes else nan,
+            eyes_visible=eyes.visible if eyes else False, blink=eyes.blink if eyes else False, motions=motions,
+            departures=tuple(self.motion.departures))
         outputs = self.engine.update(obs)
         ms["decide"] = (clock() - t) * 1e3
-        return FrameResult(frame, obs, outputs, ms, tracked=view.tracked, eyes=eyes)
+        return FrameResult(frame, obs, outputs, ms, tracked=view.tracked, eyes=eyes, attempt=attempt,
+                           scores=scores, scored=p_live is not None)
+
+    def _eyes(self, frame: Frame, lm: FaceLandmarks | None, run: bool, eye_model: bool, read: bool) -> EyeSample | None:
+        """This frame's eye sample, or None when the eyes are not read on it (the eye model is wanted
+        but scheduled on another frame: the blink model's window interpolates between its frames)."""
+        if run:
+            return self.blink.update(frame.ts, lm, frame.image)
+        if (eye_model and self.models.eyes is not None) or not read:
+            return None
+        return self.blink.update(frame.ts, lm, frame.image.shape)
+
+    def _score_all(self, names: list[str], frame: Frame, lm: FaceLandmarks) -> tuple[dict[str, float], dict[str, float]]:
+        ms: dict[str, float] = {}
+        out = {n: float(self.passive[n](frame, lm, ms)) for n in names}
+        if PRIMARY_PASSIVE in out and self.models.texture is not None:
+            # the texture pair rides on the liveness model's frames (two 80 px int8 nets, under a
+            # millisecond): every score gets its veto from the same frame, and the eye model keeps
+            # every other frame
+            out[TEXTURE] = self._texture_score(frame, lm, ms)
+        return out, ms
 
     def reset(self) -> None:
         """Forget per-subject state (after a reload or a camera reopen)."""
         self.blink.reset()
         self.finder.reset()
+        self.schedule.reset()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def build_pipeline(settings: Settings, models: Models | None = None) -> Pipeline:

@@ -58,13 +58,15 @@ def test_bench_smoke_report(tmp_path, capsys, face_models, liveness_model):
     assert "bench: timing the pipeline" in err  # progress goes to stderr
     n = res["pipeline"]["frames"]
     assert n == res["source"]["frames"] == 10
-    assert set(res["stages"]) == set(STAGES)
+    assert set(STAGES) <= set(res["stages"])  # and any stage the pipeline adds (the texture pair), after them
+    assert list(res["stages"])[: len(STAGES) - 1] == [s for s in STAGES if s != "publish"]
     for name, st in res["stages"].items():
         _check_summary(name, st, n)
-    # every frame runs landmarks or the detector; eyes/pose/decide run on every frame
+    # every frame runs landmarks or the detector; pose/decide run on every frame, the eyes on those the schedule gives them
     assert res["stages"]["decode"]["runs"] == n
-    for s in ("eyes", "pose", "decide"):
+    for s in ("pose", "decide"):
         assert res["stages"][s]["runs"] == n
+    assert 1 <= res["stages"]["eyes"]["runs"] <= n
     assert res["stages"]["detect"]["runs"] == res["pipeline"]["detector_runs"] >= 1  # the first face needs the detector
     assert res["stages"]["classify"]["runs"] == res["stages"]["crop"]["runs"] == res["pipeline"]["classify_runs"]
     p = res["pipeline"]
@@ -84,8 +86,21 @@ def test_bench_smoke_report(tmp_path, capsys, face_models, liveness_model):
     assert res["baseline"] == {"skipped": "--no-baseline"}
     assert [t["name"] for t in res["targets"]][:1] == ["pipeline fps (decode excluded)"] and len(res["targets"]) == 4
     assert res["machine"]["cpu"] and res["machine"]["usable_cores"] >= 1
+    # the headline: attempt frames before (every model on every frame) and after (scheduled), same frames, same run
+    att = res["attempts"]
+    assert set(att["variants"]) == {"every_frame", "scheduled"} and att["headline"]["variant"] == "scheduled"
+    ev, sc = att["variants"]["every_frame"], att["variants"]["scheduled"]
+    assert ev["attempt_frames"] == sc["attempt_frames"] == p["attempt_frames"] >= 1
+    assert all(_number_ok(v["fps_during_attempts"]) and v["fps_during_attempts"] > 0 for v in (ev, sc))
+    assert ev["stages"]["classify"]["ran_on"] == ev["attempt_frames"] >= sc["stages"]["classify"]["ran_on"]
+    assert _number_ok(att["headline"]["speedup_during_attempts"])
+    pi = res["pi4_projection"]
+    assert pi["ratio"] > 1 and "XNNPACK" in pi["ratio_source"]
+    assert set(pi["variants"]) == set(att["variants"]) and all(_number_ok(v["pi4_fps_during_attempts"]) for v in pi["variants"].values())
     stem = next(tmp_path.glob("bench_*.json")).stem
-    assert (tmp_path / f"{stem}.md").read_text().startswith("# edge-liveness bench")
+    md = (tmp_path / f"{stem}.md").read_text()
+    assert md.startswith("# edge-liveness bench") and md.index("## Attempt frames (the headline)") < md.index("## Targets")
+    assert "### Pi 4 projection" in md
     assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -95,6 +110,13 @@ def test_bench_missing_source_is_one_line(tmp_path, capsys):
     assert rc == 2
     assert len(err) == 1 and "nope.mp4" in err[0] and "does not exist" in err[0]
     assert not list(tmp_path.glob("bench_*"))
+
+
+def test_bench_bad_pi_ratio_is_one_line(tmp_path, capsys):
+    src = shared_file("video", "tranvanluyt_real.mp4")
+    rc = cli_main(["bench", "--source", str(src), "--out", str(tmp_path), "--pi-ratio", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--pi-ratio" in err[0]
 
 
 def test_bench_bad_sweep_is_one_line(tmp_path, capsys):
@@ -122,7 +144,9 @@ def test_bench_with_seed_baseline(tmp_path, capsys, face_models, liveness_model)
 def test_bench_smoke_run_as_test_sh_runs_it_judges_no_targets(tmp_path, capsys, face_models, liveness_model):
     """scripts/test.sh's smoke run checks no numbers, so it must not print targets as MISSED (issue 18, item 10)."""
     rc, res, err = _run(tmp_path, capsys, "--frames", "5", "--no-baseline", "--no-targets", "--repeat", "1",
-                        "--sweep-threads", "", "--publish-runs", "3", "--startup-runs", "1", "--no-broker")
+                        "--sweep-threads", "", "--publish-runs", "3", "--startup-runs", "1", "--no-broker", "--parallel")
     assert rc == 0, err
     assert res["targets"] == [] and "MISSED" not in err and "targets not checked (--no-targets)" in err
+    # --parallel: both paths also with models due on one frame side by side in two threads
+    assert set(res["attempts"]["variants"]) == {"every_frame", "scheduled", "every_frame_parallel", "scheduled_parallel"}
     assert "--no-targets" in (Path(__file__).resolve().parent.parent / "scripts" / "test.sh").read_text()

@@ -64,7 +64,8 @@ def test_pass_with_blink_and_body_shape():
     assert set(body) == {"result", "reason", "attempt_id", "started_at", "duration_s", "evidence"}
     ev = body["evidence"]
     assert set(ev) == {"frames", "passive_median", "passive_recent_median", "evidence_s", "passive_min", "threshold",
-                       "blinks", "ear_baseline", "ear_min", "active_mode", "active_passed", "model", "sign_of_life"}
+                       "pass_margin", "blinks", "ear_baseline", "ear_min", "active_mode", "active_passed", "model", "sign_of_life",
+                       "passive_scores", "attempt_frames"}
     assert ev["sign_of_life"] == "blink"
     assert ev["frames"] == 13 and ev["blinks"] == 1 and ev["active_passed"] is True
     assert ev["threshold"] == 0.5 and ev["model"] == {"name": MODEL.name, "sha256": MODEL.sha256}
@@ -79,6 +80,29 @@ def test_config_threshold_overrides_model():
     d = decisions(run(eng, [face(t(i), p=0.9, blink=(i == 2)) for i in range(20)]))[0]
     assert (d.result, d.reason) == ("fail", "spoof_suspected")
     assert d.body()["evidence"]["threshold"] == 0.95
+
+
+def test_a_blink_at_the_thresholds_edge_does_not_pass():
+    # issue 26: a replay's median cleared the threshold by 0.0013 and its recorded blink opened the door
+    blink_at = {12}
+    edge = [face(t(i), p=0.5013, blink=(i in blink_at)) for i in range(120)]
+    assert decisions(run(engine(pass_margin=0.0), edge))[0].result == "pass"
+    d = decisions(run(engine(pass_margin=0.5, early_fail=False), edge))[0]
+    assert (d.result, d.reason) == ("fail", "spoof_suspected")
+    assert d.duration_s == pytest.approx(10.0)  # kept looking to the deadline: never let in at the edge
+    assert d.body()["evidence"]["pass_margin"] == 0.5
+    # clearly live (logit margin 1.39 > 0.5): the same blink passes at once
+    clear = [face(t(i), p=0.8, blink=(i in blink_at)) for i in range(40)]
+    d = decisions(run(engine(pass_margin=0.5), clear))[0]
+    assert (d.result, d.reason) == ("pass", "live") and d.duration_s == pytest.approx(1.2)
+
+
+def test_passive_margin_is_in_logit_units():
+    from edge_liveness.decide.decision import passive_margin
+
+    assert passive_margin(0.5, 0.5) == pytest.approx(0.0)
+    assert passive_margin(0.8, 0.5) == pytest.approx(1.3863, abs=1e-4)
+    assert passive_margin(0.17, 0.5) < 0 < passive_margin(0.3, 0.17)
 
 
 def test_spoof_fails_early_without_waiting_for_blink():

@@ -8,6 +8,10 @@ What it measures, in one run on one source (a video, an image or a folder of ima
   landmark tracking holds; crop/classify run only while an attempt can use them), frames per
   second, CPU time per frame; each decision goes through ``Publisher.submit`` into a real SQLite
   outbox in a temp dir (and a real mosquitto on 127.0.0.1 when one is given or installed).
+- attempt frames (the headline, ``attempt_frames``): the same frames through the pipeline with every
+  model on every attempt frame (``schedule.every_frame``, the path before scheduling) and scheduled,
+  frame by frame in lockstep; fps during attempts and per-stage ms per attempt frame side by side
+  (``--parallel`` adds both with ``schedule.parallel``), and a Pi 4 projection (``--pi-ratio``).
 - publish: ``Publisher.submit`` of a decision payload, repeated to get percentiles.
 - num_threads: every model timed with 1 and 2 threads, and the whole pipeline with each.
 - int8 vs float32 liveness models on the same crops (latency, agreement of their live/spoof calls)
@@ -21,7 +25,7 @@ Writes ``bench_<machine>_<source>_<WxH>_t<threads>.json``/``.md``/``.png`` under
 No TensorFlow or matplotlib at import time (matplotlib is imported only to draw the PNG).
 
 This module is the command and the order of the runs; the parts live beside it: ``bench_stages``
-(timing the stages), ``bench_models`` (per model, threads, int8 vs float32), ``bench_publish``,
+(timing the stages), ``attempt_frames`` (before/after side by side, Pi 4 projection), ``bench_models`` (per model, threads, int8 vs float32), ``bench_publish``,
 ``bench_probe`` (start-up and RSS in a subprocess), ``bench_stats``. What a device never runs is in
 ``converters/``: the seed-style baseline (``converters.reports.seed_baseline``) and the report
 (``converters.reports.bench_report``: targets, Markdown, PNG).
@@ -41,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_liveness.bench import attempt_frames
 from edge_liveness.bench.models import (CropRecorder, RawFloatLiveness, compare_int8_float, find_sample, float_sibling,
                                         load_float, sweep_models)
 from edge_liveness.bench.probe import run_probe
@@ -98,6 +103,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-broker", action="store_true", help="publish into the SQLite outbox only")
     p.add_argument("--active", choices=["off", "blink", "turn", "blink_and_turn", "challenge"], help="override active.mode")
     p.add_argument("--no-eye-model", action="store_true", help="blink.eye_model off: blinks from the face mesh only (to see what the eye model costs)")
+    p.add_argument("--parallel", action="store_true",
+                   help="also time both paths with schedule.parallel (models due on one frame side by side in two threads)")
+    p.add_argument("--pi-ratio", type=float, default=attempt_frames.PI4_RATIO,
+                   help=f"Pi 4 / this machine per inference, for the Pi 4 projection (default {attempt_frames.PI4_RATIO:g}: see benchmarks/README.md)")
     p.add_argument("--tag", default="", help="extra word in the result file names")
     p.add_argument("--no-targets", action="store_true",
                    help="do not judge the numbers against the acceptance targets (smoke runs: too few frames to judge)")
@@ -137,6 +146,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.frames < 0 or min(args.baseline_frames, args.sweep_runs, args.publish_runs, args.startup_runs, args.repeat) < 1:
         raise BenchError("--frames must be >= 0 and --baseline-frames/--sweep-runs/--publish-runs/--startup-runs/--repeat >= 1")
+    if not args.pi_ratio > 0:
+        raise BenchError(f"--pi-ratio must be > 0 (got {args.pi_ratio:g})")
     sweep = _parse_threads(args.sweep_threads)
     load_start = _loadavg()
     base = bench_settings(args, None, args.model)
@@ -174,13 +185,12 @@ def _run(args: argparse.Namespace) -> int:
     with broker(args.broker, allow_start=not args.no_broker) as baddr:
         if baddr is None and not args.no_broker:
             notes.append("no mosquitto installed and no --broker: publish measured into the SQLite outbox only")
-        _progress("timing the pipeline on every frame")
+        _progress("timing the pipeline on every frame: every model on every attempt frame and scheduled, frame by frame in lockstep")
+        main_v = attempt_frames.main_variant(settings.schedule)
+        vset = {v: bench_settings(args, threads, args.model, schedule=ov) for v, ov in attempt_frames.variants(args.parallel).items()}
         with publisher_for(settings, baddr) as (pub, _link, pub_how):
-            passes = []
-            for i in range(args.repeat):
-                recs, outs = run_pipeline(settings, models, frames, pub)
-                passes.append((pipeline_summary(recs, outs)["fps"] or 0.0, i, recs, outs))
-                _progress(f"  pass {i + 1}/{args.repeat}: {passes[-1][0]} fps")
+            vpasses = attempt_frames.run_passes(vset, models, frames, pub, main_v, args.repeat)
+        passes = [(pipeline_summary(recs, outs)["fps"] or 0.0, i, recs, outs) for i, (recs, outs) in enumerate(vpasses[main_v])]
         # the median pass by fps: one noisy pass (others' jobs on a shared machine) does not decide
         passes.sort(key=lambda x: x[:2])
         _, _, records, outputs = passes[len(passes) // 2]
@@ -192,6 +202,12 @@ def _run(args: argparse.Namespace) -> int:
         _progress(f"pipeline: {pipe['fps']} fps, p50 {pipe['frame']['p50_ms']} ms per frame, "
                   f"detector on {pipe['detector_runs']}/{len(frames)} frames, classify on {pipe['classify_runs']}")
         stages = stage_table(records, decode_ms)
+        att = attempt_frames.compare({v: attempt_frames.summarize_variant(ps) for v, ps in vpasses.items()}, main_v, settings.schedule)
+        pi4 = attempt_frames.pi4_projection(att, args.pi_ratio, attempt_frames.PI4_RATIO_SOURCE if args.pi_ratio == attempt_frames.PI4_RATIO
+                                            else f"--pi-ratio {args.pi_ratio:g} (given)")
+        hd = att["headline"]
+        _progress(f"attempt frames: {hd['fps_during_attempts_scheduled']} fps scheduled vs {hd['fps_during_attempts_every_frame']} fps "
+                  f"every model on every frame ({hd['speedup_during_attempts']}x); same decisions: {att['same_decisions']}")
         body = _decision_body(outputs)
         _progress(f"publish: {args.publish_runs} decision payloads")
         publish = publish_bench(settings, baddr, body, args.publish_runs)
@@ -294,7 +310,7 @@ def _run(args: argparse.Namespace) -> int:
         "memory": {"bench_process_peak_rss_mb": peak_rss_mb(),
                    "decoded_frames_mb": _r(sum(f.image.nbytes for f in frames) / 2**20, 1),
                    "device_process_peak_rss_mb": startup.get("peak_rss_mb")},
-        "baseline": baseline, "speedup": speedup, "notes": notes,
+        "baseline": baseline, "speedup": speedup, "notes": notes, "attempts": att, "pi4_projection": pi4,
     }
     res["targets"] = [] if args.no_targets else report.targets(res)
     tag = _slug_text(" ".join(x for x in (args.tag, "mesh-ear" if args.no_eye_model else "") if x))
@@ -305,13 +321,16 @@ def _run(args: argparse.Namespace) -> int:
     if why:
         res["notes"].append(why)
         jpath.write_text(json.dumps(res, indent=1, default=_json_default) + "\n")
-    mpath.write_text(report.markdown(res))
+    md = report.markdown(res)
+    cut = md.find("## Targets")  # the attempt-frame headline goes first, above the targets
+    head = attempt_frames.markdown(att, pi4)
+    mpath.write_text(md[:cut] + head + "\n" + md[cut:] if cut >= 0 else md + "\n" + head)
     _progress(f"wrote {jpath}, {mpath.name}" + ("" if why else f", {ppath.name}"))
     if args.no_targets:
         _progress("targets not checked (--no-targets)")
     for t in res["targets"]:
         _progress(f"  {t['name']}: {report.fmt(t['measured'])} (target {t['target']}) {'' if t['pass'] is None else ('met' if t['pass'] else 'MISSED')}")
-    print(json.dumps({"json": str(jpath), "markdown": str(mpath), "fps": pipe["fps"],
+    print(json.dumps({"json": str(jpath), "markdown": str(mpath), "fps_during_attempts": hd["fps_during_attempts"], "fps": pipe["fps"],
                       "targets": {t["name"]: t["pass"] for t in res["targets"]}}))
     return 0
 

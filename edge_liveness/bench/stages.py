@@ -18,7 +18,9 @@ STAGES = ("decode", "detect", "landmarks", "eyes", "pose", "crop", "classify", "
 WARMUP_FRAMES = 10
 
 
-def bench_settings(args, threads: int | None = None, liveness: str | None = None):
+def bench_settings(args, threads: int | None = None, liveness: str | None = None, schedule: dict[str, Any] | None = None):
+    """The config plus the bench's flags; ``schedule`` overrides keys of the ``[schedule]`` section
+    (the before/after comparison runs the same frames with ``every_frame`` on and off)."""
     from edge_liveness.config import load_settings
 
     models: dict[str, Any] = {}
@@ -31,6 +33,8 @@ def bench_settings(args, threads: int | None = None, liveness: str | None = None
         overrides["active"] = {"mode": args.active}
     if getattr(args, "no_eye_model", False):
         overrides["blink"] = {"eye_model": False}
+    if schedule:
+        overrides["schedule"] = schedule
     return load_settings(getattr(args, "config", None), **overrides)
 
 
@@ -75,40 +79,57 @@ class FrameRecord:
     total_ms: float  # pipeline.process + publish of its outputs
     cpu_ms: float
     publish_ms: list[float] = field(default_factory=list)
+    attempt: bool = False  # an attempt was collecting (or could start) on this frame
 
 
 def run_pipeline(settings, models, frames: list, publisher=None) -> tuple[list[FrameRecord], list[dict]]:
     """Warm up on a throwaway pipeline, then time every frame through a fresh one."""
+    return run_lockstep({"main": settings}, models, frames, publisher, "main")["main"]
+
+
+def run_lockstep(settings: dict[str, Any], models, frames: list, publisher=None,
+                 main: str | None = None) -> dict[str, tuple[list[FrameRecord], list[dict]]]:
+    """Several pipelines (one per settings, sharing the models) timed frame by frame in lockstep: each
+    frame goes through every pipeline before the next frame, so a neighbour's job on a shared machine
+    hits every variant at the same moments. Only ``main``'s decisions go to ``publisher``."""
     from edge_liveness.pipeline import Pipeline
 
-    warm = Pipeline(settings, models)
-    for f in frames[:WARMUP_FRAMES]:
-        warm.process(f)
+    for st in settings.values():
+        warm = Pipeline(st, models)
+        for f in frames[:WARMUP_FRAMES]:
+            warm.process(f)
+        warm.close()
     lv = models.liveness
     zero = np.zeros((lv.crop_size, lv.crop_size, 3), np.uint8)
     for _ in range(3):
         lv.predict_views(zero, zero)
-    pipe = Pipeline(settings, models)
-    records: list[FrameRecord] = []
-    outputs: list[dict] = []
+    pipes = {k: Pipeline(st, models) for k, st in settings.items()}
+    out: dict[str, tuple[list[FrameRecord], list[dict]]] = {k: ([], []) for k in pipes}
     pc, cpu = time.perf_counter, time.process_time
     for f in frames:
-        c0, t0 = cpu(), pc()
-        r = pipe.process(f)
-        pub = []
-        for out in r.outputs:
-            t = pc()
-            if publisher is not None:
-                publisher.submit(out.kind, out.body())
-            pub.append((pc() - t) * 1e3)
-            outputs.append({"frame": f.index, "t": round(f.ts, 3), "kind": out.kind, **_brief(out)})
-        records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3, (cpu() - c0) * 1e3, pub))
-    return records, outputs
+        for k, pipe in pipes.items():
+            records, outputs = out[k]
+            c0, t0 = cpu(), pc()
+            r = pipe.process(f)
+            pub = []
+            for o in r.outputs:
+                t = pc()
+                if publisher is not None and k == main:
+                    publisher.submit(o.kind, o.body())
+                pub.append((pc() - t) * 1e3)
+                outputs.append({"frame": f.index, "t": round(f.ts, 3), "kind": o.kind, **_brief(o)})
+            records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3, (cpu() - c0) * 1e3,
+                                       pub, bool(r.attempt)))
+    for pipe in pipes.values():
+        pipe.close()
+    return out
 
 
 def _brief(out: Any) -> dict[str, Any]:
     b = out.body()
-    return {k: b[k] for k in ("result", "reason", "actions") if k in b}
+    ev = b.get("evidence") or {}
+    return {**{k: b[k] for k in ("result", "reason", "actions", "duration_s") if k in b},
+            **{k: ev[k] for k in ("passive_scores", "attempt_frames") if k in ev}}
 
 
 def _ran(stage: str, r: FrameRecord) -> bool:
@@ -117,10 +138,16 @@ def _ran(stage: str, r: FrameRecord) -> bool:
     return stage in r.ms
 
 
+def stage_names(records: list[FrameRecord]) -> list[str]:
+    """STAGES without decode, then any stage a pipeline added (a second passive model) in the order first seen."""
+    extra = list(dict.fromkeys(k for r in records for k in r.ms if k not in STAGES))
+    return [s for s in STAGES[1:] if s != "publish"] + extra
+
+
 def stage_table(records: list[FrameRecord], decode_ms: list[float]) -> dict[str, dict]:
     n = len(records)
     out = {"decode": summarize(decode_ms, len(decode_ms))}
-    for s in STAGES[1:]:
+    for s in stage_names(records) + ["publish"]:
         if s == "publish":
             vals = [v for r in records for v in r.publish_ms]
         else:
@@ -135,12 +162,15 @@ def pipeline_summary(records: list[FrameRecord], outputs: list[dict]) -> dict[st
     tot = [r.total_ms for r in records]
     coll = [r.total_ms for r in records if "classify" in r.ms]
     idle = [r.total_ms for r in records if "classify" not in r.ms]
+    att = [r.total_ms for r in records if r.attempt]
     staged = [sum(v for k, v in r.ms.items()) for r in records]
     return {"frames": n, "fps": _r(n / (sum(tot) / 1e3), 1) if sum(tot) > 0 else None,
             "frame": summarize(tot), "cpu_ms_per_frame": _r(float(np.mean([r.cpu_ms for r in records]))),
             # CPU-time fps: what one uncontended core would give; cpu_share < 1 means waiting (others' jobs, I/O)
             "fps_from_cpu_time": _r(1e3 / float(np.mean([r.cpu_ms for r in records])), 1) if any(r.cpu_ms for r in records) else None,
             "cpu_share": _r(sum(r.cpu_ms for r in records) / sum(tot), 3) if sum(tot) > 0 else None,
+            # the frames of an attempt (collecting, or a face that may start one): when frames matter
+            "fps_during_attempts": _r(len(att) / (sum(att) / 1e3), 1) if att else None, "attempt_frames": len(att),
             "fps_while_classifying": _r(len(coll) / (sum(coll) / 1e3), 1) if coll else None,
             "fps_without_classify": _r(len(idle) / (sum(idle) / 1e3), 1) if idle else None,
             "glue_ms_per_frame": _r(float(np.mean([t - s for t, s in zip(tot, staged)]))),
@@ -152,3 +182,19 @@ def pipeline_summary(records: list[FrameRecord], outputs: list[dict]) -> dict[st
 def fps_of(records: list[FrameRecord], first: int) -> float | None:
     tot = sum(r.total_ms for r in records[:first])
     return _r(min(first, len(records)) / (tot / 1e3), 1) if tot > 0 else None
+
+
+def attempt_costs(records: list[FrameRecord]) -> dict[str, dict[str, float | int | None]]:
+    """Per stage: ms per attempt frame (its total over the attempt frames / their number, so a
+    stage the schedule runs on a third of them counts a third) and on how many attempt frames it ran."""
+    att = [r for r in records if r.attempt]
+    n = len(att)
+    out: dict[str, dict[str, float | int | None]] = {}
+    for s in stage_names(records):
+        ran = [r.ms[s] for r in att if _ran(s, r)]
+        out[s] = {"ms_per_attempt_frame": _r(sum(ran) / n) if n else None, "ran_on": len(ran),
+                  "p50_ms_when_run": _r(float(np.percentile(ran, 50))) if ran else None}
+    tot = [r.total_ms for r in att]
+    out["frame"] = {"ms_per_attempt_frame": _r(sum(tot) / n) if n else None, "ran_on": n,
+                    "p50_ms_when_run": _r(float(np.percentile(tot, 50))) if tot else None}
+    return out

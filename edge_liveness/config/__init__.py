@@ -3,9 +3,10 @@
 Sources, strongest first: explicit overrides (CLI flags), environment variables
 ``EDGE_LIVENESS_<SECTION>__<KEY>``, secret files (systemd's ``$CREDENTIALS_DIRECTORY`` or
 ``--secrets-dir``), the TOML file, built-in defaults. Every section forbids unknown keys, so a typo
-is an error rather than a silently ignored setting.
+is an error rather than a silently ignored setting; so is a variable naming no section.
 
-Layer: the bottom; imports nothing of the project but ``problems`` beside it.
+Layer: the bottom; imports nothing of the project but its own modules beside it (``problems``,
+``files``, ``loaders``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from __future__ import annotations
 import contextvars
 import os
 import socket
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from edge_liveness.config import files as _files
+from edge_liveness.config.loaders import ConfigFileError, read_secrets, read_toml  # noqa: F401  (re-exported)
 from edge_liveness.config.problems import ENV_PREFIX, env_var_for  # noqa: F401  (env_var_for: re-exported)
+from edge_liveness.config.problems import deep_env_problem as _deep_env_problem
 from edge_liveness.config.problems import env_parse_problem as _env_parse_problem
 from edge_liveness.config.problems import problem_line as _problem_line
+from edge_liveness.config.problems import unknown_env_problems as _unknown_env_problems
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-liveness/edge-liveness.toml")
 
@@ -53,6 +57,23 @@ def _default_models_dir() -> str:
     return str(Path(base) / "edge-liveness" / "models")
 
 
+def _usable_path(v: str) -> str:
+    # A name no file can have fails here, once, instead of as an OSError wherever it is first used.
+    problem = _files.path_problem(v) if v else None
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
+def _usable_source(v: str) -> str:
+    # URLs and GStreamer pipelines are not paths (a URL may carry a long token); anything else is one.
+    return v if "://" in v or "!" in v else _usable_path(v)
+
+
+PathText = Annotated[str, AfterValidator(_usable_path)]
+SourceText = Annotated[str, AfterValidator(_usable_source)]
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -63,7 +84,7 @@ class DeviceConfig(Section):
 
 
 class CameraConfig(Section):
-    source: str = Field("0", description="'picamera2', a device index, /dev/videoN, a GStreamer pipeline, "
+    source: SourceText = Field("0", description="'picamera2', a device index, /dev/videoN, a GStreamer pipeline, "
                                           "rtsp:// or http:// URL, a video file, an image or a folder of images")
     width: int = Field(640, gt=0, le=7680)
     height: int = Field(480, gt=0, le=4320)
@@ -77,11 +98,12 @@ class CameraConfig(Section):
 
 
 class ModelsConfig(Section):
-    dir: str = Field(default_factory=_default_models_dir, description="where `models fetch` puts third-party models")
-    detector: str = "face_detection_short_range.tflite"
-    landmarks: str = "face_landmark.tflite"
-    eyes: str = Field("iris_landmark.tflite", description="eye-contour model (optional: without it blinks use the mesh's eyelids)")
-    liveness: str = Field("", description="liveness .tflite; empty = the model shipped with the package")
+    dir: PathText = Field(default_factory=_default_models_dir, description="where `models fetch` puts third-party models")
+    detector: PathText = "face_detection_short_range.tflite"
+    landmarks: PathText = "face_landmark.tflite"
+    eyes: PathText = Field("iris_landmark.tflite", description="eye-contour model (optional: without it blinks use the mesh's eyelids)")
+    liveness: PathText = Field("", description="liveness .tflite; empty = the model shipped with the package")
+    texture: bool = Field(True, description="also score the bundled texture pair (MiniFASNet, int8): a frame it calls an attack fails whatever the liveness model says (decision.texture_threshold; docs/decision.md)")
     num_threads: int = Field(1, ge=1, le=16)
 
 
@@ -97,7 +119,7 @@ class DetectionConfig(Section):
 
 
 class BlinkConfig(Section):
-    model: str = Field("", description="learned blink model .tflite (with its .json manifest); empty = the one shipped with the package")
+    model: PathText = Field("", description="learned blink model .tflite (with its .json manifest); empty = the one shipped with the package")
     threshold: float | None = Field(None, gt=0, lt=1, description="P(in a blink) at or above which a moment counts as blinking; empty = the model manifest's")
     min_closed_s: float = Field(0.0, ge=0, le=2, description="shortest blink (the run of moments the model marks as blinking)")
     max_closed_s: float = Field(0.7, gt=0, le=5, description="longest blink: eyes kept shut longer, or a long look down, are not blinks")
@@ -130,7 +152,16 @@ class DecisionConfig(Section):
     face_lost_s: float = Field(1.0, gt=0, le=60)
     cooldown_s: float = Field(3.0, ge=0, le=600)
     rearm: Literal["leave", "cooldown"] = Field("leave", description="after a decision, a new attempt needs the face to leave (absent face_lost_s) and the cooldown; 'cooldown': the cooldown only")
+    texture_threshold: float = Field(0.3, gt=0, lt=1, description="the texture pair's P(real) under which it vetoes a frame (models.texture): 0.3 keeps unseen real people's BPCER where it was (LOPO, docs/decision.md); 0.5 is upstream's own call")
+    pass_margin: float = Field(0.25, ge=0, le=10, description="a pass needs the passive verdict this far above the threshold, in logit units of P(live) (0.25 = 1.28 times the odds; docs/decision.md): a recording's blink or head turn never opens the door on a verdict at the threshold's edge (docs/decision.md)")
     early_fail: bool = Field(False, description="true: fail spoof_suspected as soon as the passive verdict is low; false: keep looking until attempt_timeout_s, so a real person is not refused on a bad second (docs/decision.md)")
+
+
+class ScheduleConfig(Section):
+    passive_scores_per_s: float = Field(12.0, gt=0, le=240, description="passive liveness scores per second (each passive model) while an attempt collects; the verdict is a median over seconds (docs/decision.md#scheduling)")
+    eye_model_per_s: float = Field(30.0, gt=0, le=240, description="eye-contour model runs per second while a blink can count: the rate the blink model resamples the eyelids to; at 30 fps every frame the passive model leaves (docs/decision.md#scheduling)")
+    every_frame: bool = Field(False, description="true: every model on every frame an attempt can use it (the path before scheduling, for comparison)")
+    parallel: bool = Field(False, description="true: models due on the same frame run side by side in threads instead of on separate frames")
 
 
 class MqttConfig(Section):
@@ -143,9 +174,9 @@ class MqttConfig(Section):
     topic_prefix: str = Field("edge-liveness", pattern=r"^[^#+]+$")
     keepalive_s: int = Field(30, ge=5, le=3600)
     tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
+    ca_file: PathText = ""
+    cert_file: PathText = ""
+    key_file: PathText = ""
     tls_insecure: bool = Field(False, description="skip hostname check (never in production)")
     reconnect_min_s: float = Field(0.5, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
@@ -172,7 +203,7 @@ class SecurityConfig(Section):
 
 
 class StorageConfig(Section):
-    state_dir: str = Field(default_factory=_default_state_dir)
+    state_dir: PathText = Field(default_factory=_default_state_dir)
     retention_days: float = Field(30.0, gt=0, le=3650)
     retention_rows: int = Field(100000, ge=100, le=100000000, description="journal rows kept (delivered ones are pruned first)")
     max_pending_rows: int = Field(1000000, ge=100, le=100000000,
@@ -182,6 +213,14 @@ class StorageConfig(Section):
     images_per_attempt: int = Field(8, ge=1, le=100, description="crops kept per attempt (spread over it) when save_images")
     images_keep_attempts: int = Field(500, ge=1, le=1000000, description="attempts whose crops are kept; the oldest go first")
     images_keep_days: float = Field(30.0, gt=0, le=3650, description="crops older than this are deleted")
+
+    @field_validator("state_dir")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        # "" would quietly put the journal and the signing key in whatever directory the command ran from.
+        if not v.strip():
+            raise ValueError("is empty: give the directory for the journal and status file, e.g. /var/lib/edge-liveness")
+        return v
 
 
 class LoggingConfig(Section):
@@ -212,26 +251,6 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("conf
 _secrets_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("secrets_dir", default=None)
 
 
-class ConfigFileError(ValueError):
-    """The TOML file cannot be read or parsed (message is one line)."""
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigFileError(f"{path}: config file not found (give an existing --config or leave it out for defaults)")
-    except PermissionError:
-        raise ConfigFileError(f"{path}: config file not readable (permission denied): fix its owner/mode")
-    except IsADirectoryError:
-        raise ConfigFileError(f"{path}: is a directory, not a TOML config file")
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigFileError(f"{path}: bad TOML: {e}")
-    except UnicodeDecodeError:
-        raise ConfigFileError(f"{path}: not a text file: a TOML config must be UTF-8")
-
-
 class _TomlSource(PydanticBaseSettingsSource):
     def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does the work
         return None, field_name, False
@@ -251,29 +270,7 @@ class _SecretsSource(PydanticBaseSettingsSource):
         d = _secrets_dir.get()
         if d is None and os.environ.get("CREDENTIALS_DIRECTORY"):
             d = Path(os.environ["CREDENTIALS_DIRECTORY"])
-        if not d or not d.is_dir():
-            return {}
-        out: dict[str, dict[str, Any]] = {}
-        for f in sorted(d.iterdir()):
-            if not f.is_file():
-                continue
-            if f.name in SECRET_ALIASES:
-                section, key = SECRET_ALIASES[f.name]
-            elif "__" in f.name:
-                section, key = f.name.split("__", 1)
-            else:
-                continue
-            try:
-                value = f.read_text().rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigFileError(f"{f}: secret file unreadable ({getattr(e, 'strerror', None) or 'not UTF-8 text'}): "
-                                      f"fix its owner/mode or contents")
-            if (section, key) == ("security", "signing_key") and not value.strip():
-                # An empty key file used to mean "unsigned"; a key that was meant to be there is not.
-                raise ConfigFileError(f"{f}: signing key file is empty: write the key into it (e.g. `head -c 32 "
-                                      f"/dev/urandom | xxd -p -c 64`) or remove the file")
-            out.setdefault(section, {})[key] = value
-        return out
+        return read_secrets(d, SECRET_ALIASES) if d else {}
 
 
 class Settings(BaseSettings):
@@ -287,6 +284,7 @@ class Settings(BaseSettings):
     blink: BlinkConfig = Field(default_factory=BlinkConfig)
     active: ActiveConfig = Field(default_factory=ActiveConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -326,17 +324,25 @@ def load_settings(path: str | Path | None = None, secrets_dir: str | Path | None
     cfg_path = resolve_config_path(path)
     t1 = _config_file.set(cfg_path)
     t2 = _secrets_dir.set(Path(secrets_dir) if secrets_dir else None)
+    layout = {name: set(f.annotation.model_fields) for name, f in Settings.model_fields.items()}
+    unknown = _unknown_env_problems(layout)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ConfigFileError as e:
-        raise ConfigError([str(e)]) from None
+        raise ConfigError(unknown + [str(e)]) from None
     except ValidationError as e:
-        raise ConfigError([_problem_line(err) for err in e.errors()]) from None
+        raise ConfigError(unknown + [_problem_line(err, layout) for err in e.errors()]) from None
     except SettingsError as e:
-        raise ConfigError([_env_parse_problem(e, Settings)]) from None
+        raise ConfigError(unknown + [_env_parse_problem(e, Settings)]) from None
+    except RecursionError:
+        # The file's nesting is caught where it is read; what is left is an environment variable's JSON.
+        raise ConfigError(unknown + [_deep_env_problem()]) from None
     finally:
         _config_file.reset(t1)
         _secrets_dir.reset(t2)
+    if unknown:
+        raise ConfigError(unknown)
+    return settings
 
 
 def masked_dict(settings: Settings) -> dict[str, Any]:

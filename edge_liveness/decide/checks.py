@@ -91,6 +91,10 @@ class ActiveCheck(ABC):
         """Extra evidence (challenge only); never images."""
         return None
 
+    def wants_blink(self) -> bool:
+        """Whether a blink could still change this check (the pipeline runs the eye model only then)."""
+        return False
+
     def sign_of_life(self) -> str | None:
         """Blink mode: the action that passed the check ("blink" or a head motion); None elsewhere."""
         return None
@@ -142,6 +146,9 @@ class BlinkCheck(ActiveCheck):
     def timeout_reason(self) -> str:
         return "no_blink"
 
+    def wants_blink(self) -> bool:
+        return self.seen_at is None
+
     def sign_of_life(self) -> str | None:
         return self.seen
 
@@ -190,6 +197,9 @@ class BlinkAndTurnCheck(ActiveCheck):
 
     def timeout_reason(self) -> str:
         return self.blink.timeout_reason() if self.blink.seen_at is None else self.turn.timeout_reason()
+
+    def wants_blink(self) -> bool:
+        return self.blink.wants_blink()
 
 
 def draw_challenge(chooser: Chooser, min_steps: int, max_steps: int) -> tuple[str, ...]:
@@ -284,6 +294,10 @@ class ChallengeCheck(ActiveCheck):
 
     def timeout_reason(self) -> str:
         return "challenge_failed"
+
+    def wants_blink(self) -> bool:
+        # a blink answers a step only when it is the expected action: while one is still to come
+        return self.verdict.state == PENDING and "blink" in self.actions[len(self.steps):]
 
     def evidence(self) -> dict[str, Any]:
         return {"actions": list(self.actions), "step_timeout_s": self.step_timeout_s,

@@ -26,6 +26,7 @@ log = logging.getLogger("edge_liveness.decision")
 
 IDLE, COLLECTING, COOLDOWN = "idle", "collecting", "cooldown"
 # Every reason a Decision can carry ("shutdown" or a caller's own word comes only from abort()).
+BLINK_TAKING_MODES = frozenset({"blink", "blink_and_turn", "challenge"})  # modes whose check can take a blink
 REASONS: tuple[str, ...] = ("live", "spoof_suspected", "no_blink", "no_turn", "challenge_failed", "face_lost",
                             "multiple_faces", "timeout", "shutdown", "reload")
 
@@ -70,6 +71,14 @@ class Prompt:
 Output = Union[Decision, Prompt]
 
 
+def passive_margin(p_live: float, threshold: float) -> float:
+    """How far P(live) sits above the threshold, in logit units (negative below it)."""
+    eps = 1e-6
+    p = min(max(p_live, eps), 1 - eps)
+    t = min(max(threshold, eps), 1 - eps)
+    return math.log(p / (1 - p)) - math.log(t / (1 - t))
+
+
 def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
@@ -88,6 +97,7 @@ class _Attempt:
     blinks: int = 0
     absent_since: float | None = None
     active_passed: bool = False
+    frames: int = 0  # frames seen while collecting (scored or not)
 
     def median(self) -> float | None:
         return statistics.median(self.scores) if self.scores else None
@@ -165,6 +175,19 @@ class DecisionEngine:
         if self._start_requested or (self.state == IDLE and self._armed):
             return self._face_now
         return False
+
+    @property
+    def wants_blinks(self) -> bool:
+        """Whether a blink seen on this frame could still count (the eye model is worth running):
+        while the attempt's check may still take one, or on a frame that may start a blink-mode attempt."""
+        if self._attempt is not None:
+            return self._attempt.check.wants_blink()
+        return self.wants_liveness and self._mode in BLINK_TAKING_MODES
+
+    @property
+    def attempt_mode(self) -> str | None:
+        """The active mode of the attempt collecting now (None when none is)."""
+        return self._attempt.mode if self._attempt is not None else None
 
     # -- commands ---------------------------------------------------------------------------------
     def start_attempt(self) -> None:
@@ -248,6 +271,7 @@ class DecisionEngine:
         a = self._attempt
         assert a is not None
         a.last_ts = obs.ts
+        a.frames += 1
         # A second large face (a photo held up beside a live person) ends the attempt at once.
         if self.detection.multiple_faces == "reject" and obs.n_large_faces > 1:
             return self._finish("fail", "multiple_faces", obs.ts)
@@ -280,12 +304,16 @@ class DecisionEngine:
         # the active check is done but the passive score is low right now: keep looking (until the
         # attempt's deadline) rather than refuse a real person on a bad second; the score must hold
         # over decision.score_window_s to pass
-        if a.active_passed and enough and not passive_low:
+        # A recording carries its blink or head turn with it, so a sign of life opens the door only
+        # with a passive verdict clearly on the live side: decision.pass_margin above the threshold
+        # (in logit units, the same for any model's threshold), never at its edge.
+        clearly_live = med is not None and passive_margin(med, self.threshold) >= self.cfg.pass_margin
+        if a.active_passed and enough and not passive_low and clearly_live:
             return self._finish("pass", "live", obs.ts)
         if obs.ts - a.started_at >= a.deadline_s:
             if not enough:
                 reason = "timeout"
-            elif passive_low:
+            elif passive_low or (a.active_passed and not clearly_live):
                 reason = "spoof_suspected"
             else:
                 reason = a.check.timeout_reason()
@@ -297,11 +325,15 @@ class DecisionEngine:
         assert a is not None
         ev: dict[str, Any] = {
             "frames": len(a.scores),
+            # the schedule scores a few frames a second: how many scores the verdict rests on, of how many frames
+            "passive_scores": len(a.scores),
+            "attempt_frames": a.frames,
             "passive_median": _r(a.median()),
             "passive_recent_median": _r(a.recent_median(self.cfg.score_window_s)),
             "evidence_s": _r(a.evidence_s(), 3),
             "passive_min": _r(min(a.scores)) if a.scores else None,
             "threshold": _r(self.threshold),
+            "pass_margin": _r(self.cfg.pass_margin, 3),
             "blinks": a.blinks,
             "ear_baseline": _r(statistics.median(a.ears)) if a.ears else None,
             "ear_min": _r(min(a.ears)) if a.ears else None,

@@ -1,0 +1,168 @@
+"""Attempt frames before and after the schedule, side by side in one run, and a Pi 4 projection.
+
+An attempt frame (an attempt collecting, or a face that may start one) is when frames matter: the
+passive scores and the blink come from those frames. The bench times the same decoded frames through
+the pipeline with ``schedule.every_frame`` on (every model on every attempt frame: the path before
+scheduling) and off (each model at its rate, one per frame), in lockstep frame by frame so that a
+noisy neighbour on a shared machine hits both alike; ``--parallel`` adds both with
+``schedule.parallel`` (models due on one frame side by side in two threads). Each variant's figure is
+the best of the ``--repeat`` passes frame by frame (a frame's cost with the least interference).
+
+The Pi 4 projection multiplies each stage's measured cost per attempt frame by one stated Pi/x86
+ratio (``PI4_RATIO`` and its source below, or ``--pi-ratio``). It is a projection, not a measurement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_liveness.bench.stats import _r
+
+EVERY_FRAME, SCHEDULED = "every_frame", "scheduled"
+
+# Pi 4 / this machine, per inference. Pi 4: XNNPACK's published FP32 MobileNet v2 1.0X figure for
+# the Raspberry Pi 4 (BCM2711), 44 ms (github.com/google/XNNPACK README, "Raspberry Pi" table,
+# end2end-bench, all 4 cores). This machine: the same network (Keras MobileNetV2 1.0, 224 px, float32,
+# converted to TFLite) through ai-edge-litert's XNNPACK on ONE thread, 4.07 ms (benchmarks/pi4_projection.py,
+# 2026-12-02). So 44 / 4.07 = 10.8: a Pi 4 running each model on its 4 cores against one core here.
+# One thread on a Pi 4 is slower still (benchmarks/README.md, "Pi 4 projection").
+PI4_MS, X86_MS = 44.0, 4.07
+PI4_RATIO = round(PI4_MS / X86_MS, 1)
+PI4_RATIO_SOURCE = (f"XNNPACK README (github.com/google/XNNPACK, 'Raspberry Pi' table): FP32 MobileNet v2 1.0X on a "
+                    f"Raspberry Pi 4 (BCM2711), 4 threads, {PI4_MS:g} ms; the same network (Keras MobileNetV2 1.0 224 px "
+                    f"float32 -> TFLite) on this machine, ai-edge-litert XNNPACK, 1 thread, {X86_MS:g} ms: "
+                    f"ratio {PI4_RATIO:g}")
+CAMERA_FPS = 30.0
+
+
+def variants(parallel: bool) -> dict[str, dict[str, Any]]:
+    """Variant name -> ``[schedule]`` overrides."""
+    out: dict[str, dict[str, Any]] = {EVERY_FRAME: {"every_frame": True, "parallel": False},
+                                      SCHEDULED: {"every_frame": False, "parallel": False}}
+    if parallel:
+        out[EVERY_FRAME + "_parallel"] = {"every_frame": True, "parallel": True}
+        out[SCHEDULED + "_parallel"] = {"every_frame": False, "parallel": True}
+    return out
+
+
+def main_variant(schedule) -> str:
+    """The variant the config itself runs (the bench's main numbers come from it)."""
+    name = EVERY_FRAME if schedule.every_frame else SCHEDULED
+    return name + ("_parallel" if schedule.parallel else "")
+
+
+def run_passes(vset: dict[str, Any], models, frames: list, publisher, main: str, repeat: int) -> dict[str, list]:
+    """``repeat`` lockstep passes of every variant over the frames: variant -> [(records, outputs), ...]."""
+    from edge_liveness.bench.stages import pipeline_summary, run_lockstep
+    from edge_liveness.bench.stats import _progress
+
+    out: dict[str, list] = {v: [] for v in vset}
+    for i in range(repeat):
+        for v, (recs, outs) in run_lockstep(vset, models, frames, publisher, main).items():
+            out[v].append((recs, outs))
+            ps = pipeline_summary(recs, [])
+            _progress(f"  pass {i + 1}/{repeat} {v}: {ps['fps']} fps, {ps['fps_during_attempts']} during attempts")
+    return out
+
+
+def best_of_passes(passes: list[tuple[list, list]]) -> list:
+    """Frame by frame, the record of the pass that took the least time: the cost of the frame with the
+    least interference from others' jobs (every pass ran the same frames through the same code)."""
+    return [min(recs, key=lambda r: r.total_ms) for recs in zip(*(p[0] for p in passes))]
+
+
+def summarize_variant(passes: list[tuple[list, list]]) -> dict[str, Any]:
+    """Attempt-frame figures of a variant over its passes: best of the passes frame by frame (the
+    headline), and each pass's own figure."""
+    from edge_liveness.bench.stages import attempt_costs, pipeline_summary
+
+    sums = [pipeline_summary(recs, outs) for recs, outs in passes]
+    best = best_of_passes(passes)
+    s = pipeline_summary(best, [])
+    att = [r for r in best if r.attempt]
+    return {"fps_during_attempts": s["fps_during_attempts"], "fps": s["fps"], "frames": s["frames"],
+            "attempt_frames": s["attempt_frames"],
+            "cpu_ms_per_attempt_frame": _r(float(np.mean([r.cpu_ms for r in att]))) if att else None,
+            "fps_during_attempts_each_pass": [x["fps_during_attempts"] for x in sums],
+            "fps_each_pass": [x["fps"] for x in sums], "stages": attempt_costs(best),
+            "decisions": [{k2: o[k2] for k2 in ("frame", "t", "result", "reason", "duration_s", "passive_scores", "attempt_frames")
+                           if k2 in o} for o in passes[0][1] if o["kind"] == "decision"]}
+
+
+def compare(res_variants: dict[str, dict[str, Any]], main: str, schedule) -> dict[str, Any]:
+    """The headline, the side-by-side stage table and whether the decisions stayed the same."""
+    before, after = res_variants[EVERY_FRAME], res_variants[SCHEDULED]
+    a, b = after["fps_during_attempts"], before["fps_during_attempts"]
+    same = [(d["result"], d["reason"]) for d in before["decisions"]] == [(d["result"], d["reason"]) for d in after["decisions"]]
+    stages = {}
+    for name in dict.fromkeys(list(before["stages"]) + list(after["stages"])):
+        stages[name] = {v: res_variants[v]["stages"].get(name, {}).get("ms_per_attempt_frame") for v in res_variants}
+    m = res_variants[main]
+    return {"headline": {"fps_during_attempts": m["fps_during_attempts"], "fps": m["fps"], "variant": main,
+                         "fps_during_attempts_every_frame": b, "fps_during_attempts_scheduled": a,
+                         "speedup_during_attempts": _r(a / b, 2) if a and b else None},
+            "schedule": {"passive_scores_per_s": schedule.passive_scores_per_s, "eye_model_per_s": schedule.eye_model_per_s},
+            "ms_per_attempt_frame": stages, "same_decisions": same, "variants": res_variants}
+
+
+def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str) -> dict[str, Any]:
+    """Each stage's cost per attempt frame times ``ratio``: ms on a Pi 4 and the fps that leaves."""
+    out: dict[str, Any] = {"ratio": ratio, "ratio_source": source, "camera_fps": CAMERA_FPS, "variants": {}}
+    for v, body in cmp_["variants"].items():
+        st = {k: x["ms_per_attempt_frame"] for k, x in body["stages"].items() if k != "frame" and x["ms_per_attempt_frame"] is not None}
+        staged = sum(st.values())
+        whole = body["stages"]["frame"]["ms_per_attempt_frame"] or staged
+        pi = {k: _r(x * ratio, 2) for k, x in st.items()}
+        pi_frame = whole * ratio  # the whole frame: the stages plus the loop's glue between them
+        out["variants"][v] = {"x86_ms_per_attempt_frame": _r(whole), "pi4_ms_per_stage": pi,
+                              "pi4_ms_per_attempt_frame": _r(pi_frame, 1), "pi4_fps_during_attempts": _r(1e3 / pi_frame, 1) if pi_frame else None,
+                              "keeps_up_with_camera": bool(pi_frame) and 1e3 / pi_frame >= CAMERA_FPS}
+    return out
+
+
+def _f(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "NO"
+    if isinstance(x, float):
+        return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
+    return str(x)
+
+
+def markdown(att: dict[str, Any], pi: dict[str, Any]) -> str:
+    h, names = att["headline"], list(att["variants"])
+    L = ["## Attempt frames (the headline)", "",
+         f"**{_f(h['fps_during_attempts'])} fps during attempts** ({h['variant']}), {_f(h['fps'])} fps overall. "
+         f"Same frames, same run: every model on every attempt frame {_f(h['fps_during_attempts_every_frame'])} fps, "
+         f"scheduled {_f(h['fps_during_attempts_scheduled'])} fps (**{_f(h['speedup_during_attempts'])}x**; "
+         f"schedule.passive_scores_per_s = {_f(att['schedule']['passive_scores_per_s'])}, "
+         f"schedule.eye_model_per_s = {_f(att['schedule']['eye_model_per_s'])}). Decisions the same: {_f(att['same_decisions'])}.", "",
+         "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    rows = [("fps during attempts (best of the passes, frame by frame)", "fps_during_attempts"), ("fps overall", "fps"),
+            ("attempt frames / frames", None), ("CPU ms per attempt frame", "cpu_ms_per_attempt_frame")]
+    for label, key in rows:
+        vals = [f"{v['attempt_frames']} / {v['frames']}" if key is None else _f(v[key]) for v in att["variants"].values()]
+        L.append(f"| {label} | " + " | ".join(vals) + " |")
+    L.append("| fps during attempts, each pass | " + " | ".join(", ".join(_f(x) for x in v["fps_during_attempts_each_pass"]) for v in att["variants"].values()) + " |")
+    L.append("| decisions (passive scores / attempt frames) | " + " | ".join(
+        ", ".join(f"{d.get('result')} {d.get('reason')} ({d.get('passive_scores', '-')}/{d.get('attempt_frames', '-')})" for d in v["decisions"]) or "none"
+        for v in att["variants"].values()) + " |")
+    L += ["", "Per stage, ms per attempt frame (a stage's time over the attempt frames / their number; ran on: of the "
+          f"{att['variants'][EVERY_FRAME]['attempt_frames']} attempt frames):", "",
+          "| stage | " + " | ".join(names) + " | ran on (" + " / ".join(names) + ") |", "|---|" + "---|" * (len(names) + 1)]
+    for stage, byv in att["ms_per_attempt_frame"].items():
+        ran = " / ".join(str(att["variants"][v]["stages"].get(stage, {}).get("ran_on", "-")) for v in names)
+        L.append(f"| {stage} | " + " | ".join(_f(byv.get(v)) for v in names) + f" | {ran} |")
+    L += ["", f"### Pi 4 projection (ratio {_f(pi['ratio'])}: {pi['ratio_source']})", "",
+          "| | " + " | ".join(pi["variants"]) + " |", "|---|" + "---|" * len(pi["variants"])]
+    stages = list(dict.fromkeys(k for v in pi["variants"].values() for k in v["pi4_ms_per_stage"]))
+    for s in stages:
+        L.append(f"| {s} ms | " + " | ".join(_f(v["pi4_ms_per_stage"].get(s)) for v in pi["variants"].values()) + " |")
+    for label, key in (("whole attempt frame ms", "pi4_ms_per_attempt_frame"), ("fps during attempts", "pi4_fps_during_attempts"),
+                       (f">= {pi['camera_fps']:g} fps", "keeps_up_with_camera")):
+        L.append(f"| {label} | " + " | ".join(_f(v[key]) for v in pi["variants"].values()) + " |")
+    L += ["", "A projection from this machine's per-stage costs, not a measurement: run `edge-liveness bench` on the Pi.", ""]
+    return "\n".join(L) + "\n"
