@@ -12,6 +12,7 @@ OUT=benchmarks/results
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$PY" scripts/make_still_videos.py "$tmp/stills" --shared "$DATA"
 "$PY" scripts/make_still_videos.py "$tmp/tilted" --shared "$DATA" --tilted
+"$PY" scripts/fullview_replays.py --out "$tmp/fullview" --shared "$DATA" >/dev/null
 only=" $* "
 run() {  # name dir [mode]
   local name=$1 dir=$2 mode=${3:-blink}
@@ -26,6 +27,7 @@ run td_selfies "$DATA/liveness/real_people/td_selfies"
 run krzysiek "$DATA/liveness/selfie_replay_more/krzysiek/real"
 run stills "$tmp/stills"
 run tilted "$tmp/tilted"
+run fullview "$tmp/fullview"
 for mode in blink_and_turn challenge; do
   run "video_$mode" "$DATA/video" "$mode"
   run "stills_$mode" "$tmp/stills" "$mode"

@@ -185,6 +185,9 @@ def write_manifest(out_dir: Path) -> Path:
     p = out_dir / "manifest.json"
     p.write_text(json.dumps({"generator": "scripts/fullview_replays.py", "table": "scripts/fullview_screens.json",
                              "videos": entries}, indent=1) + "\n")
+    # labels for `edge-liveness evaluate` and the attempt gate (converters/data/labels.py's index.csv)
+    lines = ["file,label,attack_type,person"] + [f"{name},spoof,replay,{e['person']}" for name, e in entries.items()]
+    (out_dir / "index.csv").write_text("\n".join(lines) + "\n")
     return p
 
 

@@ -43,10 +43,20 @@ X frames_tranvanluyt "$V/tranvanluyt_real.mp4" --label live --subject tranvanluy
 X frames_tranvanluyt "$V/tranvanluyt_fake_screen_replay.mp4" --label spoof --subject tranvanluyt --attack-type replay --every 3
 X frames_apfol "$V/apfol_real2.webm" --label live --subject apfol --every 3
 X frames_apfol "$V/apfol_fake2.webm" --label spoof --subject apfol --attack-type replay --every 3
-# zubair is left out: in his "fake" video the live man stands beside the phone and is the largest
-# face, so 14 of 14 "spoof" crops show the live person (checked by eye), not the replay.
+# zubair's full recording is left out: in his "fake" video the live man stands beside the phone and is the largest
+# face, so 14 of 14 "spoof" crops show the live person (checked by eye), not the replay (his full-view cut below is used).
 X frames_lestari "$V/lestari_real.mp4" --label live --subject lestari
 X frames_lestari "$V/lestari_fake_phone_replay.mp4" --label spoof --subject lestari --attack-type replay
+# full-view replays (issue 26): the same replay videos cut to the screen area, no bezel or hand in view
+# (scripts/fullview_replays.py); zubair's real video joins with them: in his full-view cut only the
+# phone's face remains, so his replay is a real attack presentation there
+FV=${EDGE_LIVENESS_FULLVIEW:-$HOME/.cache/edge-liveness/fullview}
+"$REPO/.venv/bin/python" "$REPO/scripts/fullview_replays.py" --out "$FV" >/dev/null
+X frames_fullview_tranvanluyt "$FV/tranvanluyt_fake_screen_replay_fullview.mp4" --label spoof --subject tranvanluyt --attack-type replay --every 3
+X frames_fullview_apfol "$FV/apfol_fake2_fullview.mp4" --label spoof --subject apfol --attack-type replay --every 3
+X frames_fullview_lestari "$FV/lestari_fake_phone_replay_fullview.mp4" --label spoof --subject lestari --attack-type replay
+X frames_fullview_zubair "$FV/zubair_fake_phone_replay_fullview.mp4" --label spoof --subject zubair --attack-type replay
+X frames_zubair "$V/zubair_real.mov" --label live --subject zubair --every 3
 X frames_saikan45 "$V/saikan45_backlit_man_1.avi" --label live --subject saikan45 --every 3
 X frames_saikan45 "$V/saikan45_backlit_man_2.avi" --label live --subject saikan45 --every 3
 X frames_td_real "$L/real_people/td_real" --label live --every 10

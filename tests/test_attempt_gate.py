@@ -48,3 +48,12 @@ def test_shared_recordings_decide_as_committed(shared_data, face_models):
     assert r.returncode == 0, "attempt-level regressions:\n" + r.stdout + r.stderr[-2000:]
     summary = [line for line in r.stderr.splitlines() if "recordings," in line]
     assert len(summary) == len(check_attempts.SETS), r.stderr[-2000:]
+
+
+def test_a_known_miss_is_reported_every_run_and_never_hides_a_new_one():
+    name = next(iter(check_attempts.KNOWN_MISSES))
+    old = _results((name, "spoof", "replay", ["pass"]), ("c.mp4", "spoof", "replay", ["fail"]))
+    now = _results((name, "spoof", "replay", ["pass"]), ("c.mp4", "spoof", "replay", ["pass"]))
+    bad, notes = check_attempts.compare(old, now)
+    assert bad == ["c.mp4 [attack replay]: fail -> pass (an attack now passes)"]
+    assert len(notes) == 1 and notes[0].startswith(f"{name} [known miss]: pass -> pass")

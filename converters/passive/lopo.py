@@ -27,6 +27,9 @@ fold takes about a second. Recipes:
 - ``two-view-weighted``: the same two heads trained with every person weighing the same
   (features.person_balanced_weights), fused 0.3 tight + 0.7 context (``VIEW_WEIGHTS``);
 - ``two-view-mirror``: two-view-weighted trained on every crop and its mirror image: the shipped recipe.
+- ``<recipe>+texture`` (e.g. ``two-view-mirror+texture``): that recipe's score with the frozen MiniFASNet
+  pair as a veto: a frame the pair scores under ``--texture-threshold`` fails whatever the recipe says
+  (converters/passive/lopo_texture.py); the recipe keeps its own threshold.
 ``--shipped`` also scores the shipped model as it is (no retraining) at its own threshold, marking the
 people it was trained or validated on.
 """
@@ -47,8 +50,10 @@ from converters.passive.lopo_data import FLAGGED, N_GROUPS, Data, load, real_onl
 from converters.passive.lopo_data import sigmoid as _sigmoid
 from converters.passive.lopo_report import plot, shipped_report
 
-RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror")
-MIRRORED = {"two-view-mirror"}  # recipes that also train on every crop's mirror image (lopo_data.load(mirror=True))
+BASE_RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror")
+TEXTURE = "+texture"  # suffix: the recipe with the MiniFASNet pair's veto
+RECIPES = BASE_RECIPES + tuple(r + TEXTURE for r in ("tight", "two-view-mirror"))
+MIRRORED = {"two-view-mirror", "two-view-mirror" + TEXTURE}  # recipes that also train on every crop's mirror image (lopo_data.load(mirror=True))
 # two-view-weighted: the fused logit leans on the context view, which generalises to new people and
 # prints (NUAA 0006's prints fool the tight view), and keeps the tight view for faces seen up close
 VIEW_WEIGHTS = (0.3, 0.7)
@@ -57,15 +62,28 @@ VIEW_WEIGHTS = (0.3, 0.7)
 class Recipe:
     """fit(mask) -> scorer(mask) -> logits, for one recipe over ``data``."""
 
-    def __init__(self, name: str, data: Data, l2: float):
+    def __init__(self, name: str, data: Data, l2: float, texture: np.ndarray | None = None, texture_threshold: float = 0.5):
         if name not in RECIPES:
             raise DatasetError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
+        self.texture = texture if name.endswith(TEXTURE) else None
+        self.texture_threshold = texture_threshold
+        if name.endswith(TEXTURE) and texture is None:
+            raise DatasetError(f"recipe {name} needs the texture pair's scores (lopo_texture.texture_scores)")
+        name = name.removesuffix(TEXTURE)
         self.name, self.d, self.l2 = name, data, l2
         frames = data.kind == "frames"
         self.train_ok = (data.kind != "watermarked") & (frames if name not in ("tight",) else True)
         self.eval_ok = frames | (data.kind == "watermarked") if name != "tight" else np.ones(len(data.labels), bool)
 
     def fit(self, mask: np.ndarray):
+        score = self._fit_base(mask)
+        if self.texture is None:
+            return score
+        from converters.passive.lopo_texture import TextureVeto
+
+        return TextureVeto(score, self.texture, self.texture_threshold)
+
+    def _fit_base(self, mask: np.ndarray):
         from converters.passive.features import fit_logistic, fit_weighted_heads
 
         d, m = self.d, mask & self.train_ok
@@ -94,8 +112,9 @@ class Recipe:
         return lambda idx: 0.5 * (ht.logit(d.tight[idx]) + hc.logit(d.context[idx]))
 
 
-def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0) -> dict:
-    rec = Recipe(name, data, l2)
+def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
+               texture: np.ndarray | None = None, texture_threshold: float = 0.5) -> dict:
+    rec = Recipe(name, data, l2, texture, texture_threshold)
     groups = real_only_groups(data, seed)
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
     per_person: dict[str, dict] = {}
@@ -113,7 +132,10 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
             train = (data.person != p) & ~np.isin(data.person, list(g_eval | g_thr))
             score = rec.fit(train)
             thr_idx = np.flatnonzero(np.isin(data.person, list(g_thr)) & rec.eval_ok)
-            thr = float(threshold_for_bpcer(_sigmoid(score(thr_idx)), target_bpcer))
+            if hasattr(score, "align"):  # a veto: the primary's own threshold, on these unseen real people only
+                thr = float(_sigmoid(np.array([score.align(thr_idx, target_bpcer)]))[0])
+            else:
+                thr = float(threshold_for_bpcer(_sigmoid(score(thr_idx)), target_bpcer))
             idx = np.flatnonzero((data.person == p) & rec.eval_ok)
             s = _sigmoid(score(idx))
             y = data.labels[idx]
@@ -206,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite")
     ap.add_argument("--shipped", default="models/liveness_mnv2_int8.tflite", help="also score this model as it is ('' to skip)")
     ap.add_argument("--l2", type=float, default=1e-2)
+    ap.add_argument("--texture-threshold", type=float, default=0.5,
+                    help="+texture recipes: the pair's P(real) under which it vetoes a frame (0.5: upstream's own call)")
     ap.add_argument("--cache", default=None, help="feature cache folder (default DATA_ROOT/.features)")
     ap.add_argument("--name", default="liveness_lopo", help="file name stem of the results: NAME_<recipe>.json, NAME.png")
     args = ap.parse_args(argv)
@@ -217,11 +241,16 @@ def main(argv: list[str] | None = None) -> int:
         names = [r.strip() for r in args.recipes.split(",") if r.strip()]
         data = load(root, args.weights, None, Path(args.cache) if args.cache else root / ".features",
                     mirror=bool(MIRRORED & set(names)))
+        texture = None
+        if any(n.endswith(TEXTURE) for n in names):
+            from converters.passive.lopo_texture import texture_scores
+
+            texture = texture_scores(root, data, Path(args.cache) if args.cache else root / ".features")
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         results = {}
         for name in names:
-            res = run_recipe(data, name, args.target_bpcer, args.l2)
+            res = run_recipe(data, name, args.target_bpcer, args.l2, texture=texture, texture_threshold=args.texture_threshold)
             results[name] = res
             (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
         shipped = shipped_report(data, Path(args.shipped), root, args.target_bpcer) if args.shipped else None

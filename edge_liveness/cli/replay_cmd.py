@@ -76,6 +76,12 @@ def main(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.flush()
     _say_what_was_left(engine, frames)
+    # The end of a recording is where the daemon stops (`run --exit-at-end`): an attempt still
+    # collecting ends there as it does in the daemon, with a signed fail/shutdown, so both commands
+    # print the same payloads and a door never waits on an attempt that nothing will finish.
+    out = engine.abort("shutdown")
+    if out is not None:
+        _dump(publisher.submit(out.kind, out.body()))
     return 0
 
 
@@ -85,7 +91,8 @@ def _say_what_was_left(engine, frames: int) -> None:
     if pending is not None:
         print(f"incomplete: attempt {pending['attempt_id']} was still collecting when the recording ended "
               f"({pending['frames']} frames scored over {pending['duration_s']:.2f} s, {pending['blinks']} blinks): "
-              f"no decision", file=sys.stderr)
+              f"it ends fail/shutdown, as the daemon publishes when it stops mid-attempt; a longer recording "
+              f"gives it a real decision", file=sys.stderr)
     elif not engine.decided:
         print(f"no attempt: none of the {frames} frames showed a face that could start one (one large, frontal "
               f"face: detection.min_face_frac, detection.max_yaw_deg)", file=sys.stderr)
