@@ -280,3 +280,30 @@ def test_challenge_prompt_reaches_the_event_stream(daemon):
         r.close()
         c.close()
         daemon.post("/api/active", {"mode": "blink"})
+
+
+def test_the_page_shows_the_attempts_latest_passive_score_between_scored_frames(face_models):
+    # the models score only some attempt frames (schedule.py): the page must not flicker to "-"
+    from edge_liveness.config import load_settings
+    from edge_liveness.pipeline import build_pipeline
+    from edge_liveness.recordings.attempts import replay_attempts
+    from edge_liveness.web.hub import WebHub
+
+    hub = WebHub()
+    pipeline = build_pipeline(load_settings(None))
+    seen = {"collecting": 0, "unscored": 0, "shown": 0, "idle_shown": 0}
+
+    def on_frame(result):
+        hub.publish(result, pipeline)
+        snap = hub.snapshot
+        if pipeline.engine.state == "collecting" and result.obs.p_live is None and seen["collecting"]:
+            seen["unscored"] += 1
+            seen["shown"] += snap["p_live"] is not None
+        if pipeline.engine.state == "collecting":
+            seen["collecting"] += 1
+        elif result.obs.p_live is None:
+            seen["idle_shown"] += snap["p_live"] is not None
+
+    replay_attempts(pipeline, shared_file("video", "tranvanluyt_real.mp4"), on_frame=on_frame)
+    assert seen["unscored"] > 0 and seen["shown"] == seen["unscored"], seen
+    assert seen["idle_shown"] == 0, seen  # outside an attempt no stale score is shown

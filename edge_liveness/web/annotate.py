@@ -35,8 +35,9 @@ class Overlay:
 
 
 def overlay_from(obs: Any, view: Any, state: str, prompt: tuple[str, ...] = (), verdict: str | None = None,
-                 reason: str | None = None) -> Overlay:
-    """``obs``: FrameObservation; ``view``: tracking.FaceView of the same frame or None."""
+                 reason: str | None = None, p_live: float | None = None) -> Overlay:
+    """``obs``: FrameObservation; ``view``: tracking.FaceView of the same frame or None; ``p_live``: the
+    attempt's latest passive score when this frame carries none (the models score only some frames)."""
     box, eyes = None, ()
     if view is not None and view.face is not None:
         box = tuple(float(v) for v in view.face.box)
@@ -44,7 +45,7 @@ def overlay_from(obs: Any, view: Any, state: str, prompt: tuple[str, ...] = (), 
         p = view.landmarks.points
         eyes = (p[list(RIGHT_EYE_RING), :2].copy(), p[list(LEFT_EYE_RING), :2].copy())
     return Overlay(box=box, eyes=eyes, ear_left=_num(obs.ear_left), ear_right=_num(obs.ear_right),
-                   p_live=_num(obs.p_live), state=state, prompt=tuple(prompt), verdict=verdict, reason=reason)
+                   p_live=_num(obs.p_live if obs.p_live is not None else p_live), state=state, prompt=tuple(prompt), verdict=verdict, reason=reason)
 
 
 def _num(v: float | None) -> float | None:

@@ -78,6 +78,9 @@ class WebHub:
         self._prompt: tuple[str, ...] = ()
         self._verdict: tuple[str, str, float] | None = None  # result, reason, monotonic time
         self._last: tuple[Any, Any] | None = None  # the latest FrameResult and engine
+        # the passive models score only some frames (schedule.py): the page shows the latest score of
+        # the attempt rather than a dash on every frame in between
+        self._p_live: float | None = None
         self.model: dict[str, Any] = {}
         self._pipeline: Any = None
         # preview: the loop fills the slot, the encoder empties it
@@ -112,6 +115,10 @@ class WebHub:
                 self._verdict = (out.result, out.reason, now)
             self._broadcast(out.kind, {"kind": out.kind, **out.body()})
         self._last = (result, engine)  # for /api/status, computed only when asked
+        if engine.state != "collecting":
+            self._p_live = None
+        elif result.obs.p_live is not None:
+            self._p_live = result.obs.p_live
         if not self._subs and not self.viewers:
             return
         verdict = self._verdict if self._verdict and now - self._verdict[2] < VERDICT_SHOW_S else None
@@ -125,7 +132,7 @@ class WebHub:
             self._last_preview = now
             finder = tap(pipeline)
             ov = overlay_from(result.obs, finder.last, engine.state, prompt,
-                              verdict[0] if verdict else None, verdict[1] if verdict else None)
+                              verdict[0] if verdict else None, verdict[1] if verdict else None, p_live=self._p_live)
             with self._slot_cond:
                 self._slot = (result.frame.image, ov)
                 self._slot_cond.notify()
@@ -139,7 +146,7 @@ class WebHub:
         h, w = result.frame.image.shape[:2]
         st = {"kind": "state", "state": engine.state, "active_mode": engine.active_mode, "prompt": list(prompt),
               "n_faces": o.n_faces, "face_frac": r(o.face_frac), "yaw": r(o.yaw, 1), "pitch": r(o.pitch, 1),
-              "p_live": r(o.p_live), "ear_left": r(o.ear_left), "ear_right": r(o.ear_right), "blink": o.blink,
+              "p_live": r(self._p_live if o.p_live is None else o.p_live), "ear_left": r(o.ear_left), "ear_right": r(o.ear_right), "blink": o.blink,
               "frame": [w, h], "ms": round(sum(result.ms.values()), 2)}
         return st
 
