@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_liveness.bench.stats import cell as fmt
+
 # Acceptance targets (GitHub issue 8). The fps target is defined on 640x480 frames.
 TARGET_FPS = 150.0
 TARGET_SPEEDUP = 20.0
@@ -39,16 +41,6 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _ge(x: float | None, t: float) -> bool | None:
     return None if x is None else x >= t
-
-
-def fmt(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "NO"
-    if isinstance(x, float):
-        return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
-    return str(x)
 
 
 def markdown(res: dict[str, Any]) -> str:

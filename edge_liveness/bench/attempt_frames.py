@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_liveness.bench.stats import _r
+from edge_liveness.bench.stats import _r, cell
 
 EVERY_FRAME, SCHEDULED = "every_frame", "scheduled"
 
@@ -123,13 +123,7 @@ def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str) -> dict[str,
 
 
 def _f(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, bool):
-        return "yes" if x else "NO"
-    if isinstance(x, float):
-        return f"{x:.2f}" if abs(x) < 10 else f"{x:.1f}"
-    return str(x)
+    return cell(x, 2)
 
 
 def markdown(att: dict[str, Any], pi: dict[str, Any]) -> str:

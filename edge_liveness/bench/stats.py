@@ -120,3 +120,15 @@ def peak_rss_mb() -> float:
         return hwm
     v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(v / (2**20 if sys.platform == "darwin" else 1024), 1)
+
+
+def cell(x: Any, digits: int = 3) -> str:
+    """One value in a Markdown table of the bench: '-' for none, yes/NO, floats to ``digits`` (one
+    decimal from 10 up)."""
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "NO"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}" if abs(x) < 10 else f"{x:.1f}"
+    return str(x)
