@@ -13,7 +13,7 @@ import pytest
 
 from conftest import shared_file
 from edge_liveness.liveness import minifasnet as mf
-from edge_liveness.vision.runtime import ModelError
+from edge_liveness.vision.runtime import ModelError, bundled_model_path
 
 ONNX_DIR = ("models", "antispoof_silentface_minifasnet")
 # int8 vs ONNX Runtime on real crops, the pair's P(real): the converter measured a mean |dP| of about
@@ -106,7 +106,7 @@ def test_face_box_is_the_measured_shape_of_the_mesh(shared_data, face_finder):
 
 
 def test_wrapper_refuses_a_model_whose_sha256_does_not_match_its_manifest(tmp_path):
-    src = mf.bundled_path(mf.MODEL_NAMES[0])
+    src = bundled_model_path(mf.MODEL_NAMES[0])
     model = tmp_path / src.name
     shutil.copy(src, model)
     shutil.copy(src.with_suffix(".json"), model.with_suffix(".json"))

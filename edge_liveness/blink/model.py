@@ -16,18 +16,13 @@ from typing import Any
 import numpy as np
 
 from edge_liveness.blink import window as bw
-from edge_liveness.vision.runtime import ModelError, TFLiteModel
+from edge_liveness.vision.runtime import ModelError, TFLiteModel, bundled_model_path
 
 DEFAULT_MODEL_NAME = "blink_mlp.tflite"
 
 
 def default_blink_model_path() -> Path:
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("edge_liveness.bundled_models").joinpath(DEFAULT_MODEL_NAME)))
-    except ModuleNotFoundError:  # a source tree that was not installed
-        return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
+    return bundled_model_path(DEFAULT_MODEL_NAME)
 
 
 def window_layout() -> dict[str, Any]:

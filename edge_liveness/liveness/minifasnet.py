@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from edge_liveness.vision.landmarks import FaceLandmarks
-from edge_liveness.vision.runtime import ModelError, TFLiteModel
+from edge_liveness.vision.runtime import ModelError, TFLiteModel, bundled_model_path
 
 MODEL_NAMES = ("minifasnet_v2_2.7_int8.tflite", "minifasnet_v1se_4.0_int8.tflite")
 INPUT_SIZE = 80
@@ -78,15 +78,6 @@ def crop_for(frame_bgr: np.ndarray, box: Box, scale: float, size: int = INPUT_SI
     h, w = frame_bgr.shape[:2]
     l, t, r, b = crop_window(w, h, box, scale)
     return cv2.resize(frame_bgr[t:b + 1, l:r + 1], (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def bundled_path(name: str) -> Path:
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("edge_liveness.bundled_models").joinpath(name)))
-    except ModuleNotFoundError:  # a source tree that was not installed
-        return Path(__file__).resolve().parents[2] / "models" / name
 
 
 @dataclass(frozen=True)
@@ -152,7 +143,7 @@ class MiniFASNetPair:
     """Both models: ``score(frame_bgr, box)`` / ``score_landmarks(frame_bgr, landmarks)`` -> PeerScore."""
 
     def __init__(self, paths: Sequence[str | Path] | None = None, num_threads: int = 1, box_factor: float = BOX_FACTOR):
-        self.models = [MiniFASNet(p, num_threads) for p in (paths or [bundled_path(n) for n in MODEL_NAMES])]
+        self.models = [MiniFASNet(p, num_threads) for p in (paths or [bundled_model_path(n) for n in MODEL_NAMES])]
         self.box_factor = box_factor
 
     def score(self, frame_bgr: np.ndarray, box: Box) -> PeerScore:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_liveness.vision.runtime import ModelError, TFLiteModel
+from edge_liveness.vision.runtime import ModelError, TFLiteModel, bundled_model_path
 
 DEFAULT_MODEL_NAME = "liveness_two_view_int8.tflite"
 REQUIRED_KEYS = ("name", "input_size", "color_order", "crop", "output", "threshold", "sha256")
@@ -30,12 +30,7 @@ REQUIRED_KEYS = ("name", "input_size", "color_order", "crop", "output", "thresho
 
 def default_model_path() -> Path:
     """The model shipped inside the package (``models/`` is packaged as ``edge_liveness.bundled_models``)."""
-    try:
-        from importlib.resources import files
-
-        return Path(str(files("edge_liveness.bundled_models").joinpath(DEFAULT_MODEL_NAME)))
-    except ModuleNotFoundError:  # running from a source tree that was not installed
-        return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
+    return bundled_model_path(DEFAULT_MODEL_NAME)
 
 
 def manifest_path(model_path: str | Path) -> Path:

@@ -217,3 +217,14 @@ class TFLiteModel:
         return {"name": self.name, "path": str(self.path), "runtime": self.runtime, "threads": self.num_threads,
                 "input_shape": list(s.shape), "input_dtype": s.dtype.name, "input_scale": s.scale,
                 "input_zero_point": s.zero_point, "size_bytes": self.size_bytes}
+
+
+def bundled_model_path(name: str) -> Path:
+    """A model shipped inside the package (``models/`` is packaged as ``edge_liveness.bundled_models``),
+    or in ``models/`` of a source tree that was not installed."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("edge_liveness.bundled_models").joinpath(name)))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "models" / name
