@@ -127,7 +127,6 @@ class Pipeline:
         # that when both fall due on one frame (an attempt's first) the score comes first: the
         # evidence clock (decision.min_evidence_s) starts on the attempt's first frame.
         self.add_passive(PRIMARY_PASSIVE, self._two_view_score)
-        self.threshold = info.threshold
         self.schedule.add(EYES, sc.eye_model_per_s)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage") if sc.parallel else None
         # replay --trace scores every face so a recording can be studied frame by frame; the
@@ -170,7 +169,7 @@ class Pipeline:
         vetoes, it never outvotes)."""
         if not attempt or PRIMARY_PASSIVE not in plan or PRIMARY_PASSIVE not in scores:
             return None
-        return fuse(scores[PRIMARY_PASSIVE], self.threshold, scores.get(TEXTURE), self.settings.decision.texture_threshold)
+        return fuse(scores[PRIMARY_PASSIVE], self.engine.threshold, scores.get(TEXTURE), self.settings.decision.texture_threshold)
 
     def _eye_plan(self) -> tuple[bool, bool]:
         """(the eye model is wanted on this frame, the eyes are read at all).
