@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Cut the leave-one-person-out data: tight + context crops of every labelled source in ../shared/data.
 #
-#   scripts/lopo_data.sh [--size 160] [--context-scale 2.7] [--work /tmp/edge-liveness-lopo]
+#   scripts/lopo_data.sh [--size 160] [--context-scale 2.7] [--work /tmp/edge-liveness-lopo] [--synth]
+#
+# --synth also cuts synth_* (and synthcrops_*) folders: synthetic screen recaptures (scripts/recapture_synth.py) of every real
+# person's frames, labelled replay attacks of that same person, for the +synth recipes; the LOPO never judges
+# them and never sets a threshold on them (converters/passive/lopo_recipes.py).
 #
 # frames_* folders come from full frames (videos, NUAA, photos): their context crop is real.
 # crops_* folders come from the repositories' tight face crops: their "context" is only the crop's
@@ -12,12 +16,14 @@ set -euo pipefail
 SIZE=160
 SCALE=2.7
 WORK=/tmp/edge-liveness-lopo
+SYNTH=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --size) SIZE=$2; shift 2 ;;
     --context-scale) SCALE=$2; shift 2 ;;
     --work) WORK=$2; shift 2 ;;
-    *) echo "unknown option $1 (use --size N --context-scale S --work DIR)" >&2; exit 2 ;;
+    --synth) SYNTH=1; shift ;;
+    *) echo "unknown option $1 (use --size N --context-scale S --work DIR --synth)" >&2; exit 2 ;;
   esac
 done
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,4 +77,28 @@ for p in trickyf0x balveer vishal krzysiek wolfhuo jtboing lestari dsourav shubh
   X crops_$p "$L/selfie_replay_more/$p/real" --label live --subject crops_$p
   X crops_$p "$L/selfie_replay_more/$p/fake" --label spoof --subject crops_$p --attack-type replay
 done
+if [[ $SYNTH == 1 ]]; then
+  # synthetic recaptures of real people only (never of an attack recording): one simulated screen and camera
+  # per recording, the screen filling the view or with its bezel (and a hand) in view
+  SY=${EDGE_LIVENESS_SYNTH:-$HOME/.cache/edge-liveness/recapture}
+  S() {  # S KIND NAME SRC ARGS...: synthesise SRC into $SY/NAME (skips what exists), then cut it as KIND_NAME replay attacks
+    local kind=$1 name=$2 src=$3; shift 3
+    "$REPO/.venv/bin/python" "$REPO/scripts/recapture_synth.py" "$src" --out "$SY/$name" --framing both "$@" >&2
+    X "${kind}_$name" "$SY/$name" --label spoof --attack-type replay
+  }
+  S synth td_real "$L/real_people/td_real" --every 10
+  S synth zju "$DATA/blink/zju" --every 10
+  S synth nuaa "$L/nuaa/live" --limit 300
+  S synth tranvanluyt "$V/tranvanluyt_real.mp4" --subject tranvanluyt --every 6
+  S synth apfol "$V/apfol_real2.webm" --subject apfol --every 6
+  S synth lestari "$V/lestari_real.mp4" --subject lestari --every 2
+  S synth zubair "$V/zubair_real.mov" --subject zubair --every 6
+  S synth saikan45 "$V/saikan45_backlit_man_1.avi" --subject saikan45 --every 6
+  # recaptures of the repositories' tight crops are tight-view only (synthcrops_*): around such a crop the
+  # context view is black padding, and a context head must not learn that black borders mean an attack
+  for p in tranvanluyt apfol; do S synthcrops crops_$p "$L/selfie_replay/$p/real" --subject crops_$p; done
+  for p in trickyf0x balveer vishal krzysiek wolfhuo jtboing lestari dsourav shubhamlala; do
+    S synthcrops crops_$p "$L/selfie_replay_more/$p/real" --subject crops_$p
+  done
+fi
 echo "done: $C" >&2

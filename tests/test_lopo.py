@@ -109,7 +109,8 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
 
 def test_mirror_images_spread_a_persons_weight_instead_of_adding_to_it():
     """Adding every crop twice must not change the heads: the mirror images add views, not votes."""
-    from converters.passive.features import fit_weighted_heads
+    from converters.passive.lopo_data import Data
+    from converters.passive.lopo_recipes import Recipe
 
     rng = np.random.default_rng(0)
     n = 120
@@ -117,8 +118,13 @@ def test_mirror_images_spread_a_persons_weight_instead_of_adding_to_it():
     labels = (rng.random(n) < 0.4).astype(int)
     person = np.array([f"p{i % 5}" for i in range(n)])
     ok = np.ones(n, bool)
-    plain = fit_weighted_heads(tight, context, labels, person, ok, ok, 1e-2)
-    doubled = fit_weighted_heads(tight, context, labels, person, ok, ok, 1e-2, mirrors=(tight, context))
+
+    def data(mirror: bool) -> Data:
+        return Data([str(i) for i in range(n)], labels, person, np.array(["frames"] * n), np.where(labels == 0, "replay", ""),
+                    np.zeros(n, bool), person, person, tight, context, tight if mirror else None, context if mirror else None)
+
+    plain = Recipe("two-view-weighted", data(False), 1e-2).two_view_heads(ok)
+    doubled = Recipe("two-view-mirror", data(True), 1e-2).two_view_heads(ok)
     for a, b in zip(plain, doubled):
         np.testing.assert_allclose(a.w, b.w, rtol=1e-4, atol=1e-6)
         assert a.b == pytest.approx(b.b, abs=1e-6)

@@ -87,14 +87,18 @@ class LogisticHead:
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 250, lr: float = 0.05, seed: int = 0,
-                 sample_weight: np.ndarray | None = None) -> LogisticHead:
-    """Full-batch Adam on the class-balanced logistic loss (numpy; a second for a few thousand crops)."""
+                 sample_weight: np.ndarray | None = None, classes: np.ndarray | None = None) -> LogisticHead:
+    """Full-batch Adam on the class-balanced logistic loss (numpy; a second for a few thousand crops).
+
+    ``y`` may be soft targets in [0, 1] (distillation); the classes that are balanced are then ``classes``
+    (the hard labels), since a soft target has no class of its own."""
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.float32)
+    c = y if classes is None else np.asarray(classes, np.float32)
     mean, std = x.mean(0), x.std(0) + 1e-6
     z = (x - mean) / std  # float32: the two matrix products per step are the whole cost
-    n_pos, n_neg = max(1.0, y.sum()), max(1.0, (1 - y).sum())
-    sw = np.where(y == 1, 0.5 / n_pos, 0.5 / n_neg).astype(np.float32)
+    n_pos, n_neg = max(1.0, float((c == 1).sum())), max(1.0, float((c == 0).sum()))
+    sw = np.where(c == 1, 0.5 / n_pos, 0.5 / n_neg).astype(np.float32)
     if sample_weight is not None:
         sw = sw * sample_weight / np.average(sample_weight)
     rng = np.random.default_rng(seed)
@@ -125,20 +129,3 @@ def person_balanced_weights(labels: np.ndarray, person: np.ndarray) -> np.ndarra
         per = dict(zip(names.tolist(), counts.tolist()))
         w[m] = [1.0 / per[p] for p in person[m].tolist()]
     return w
-
-
-def fit_weighted_heads(tight: np.ndarray, context: np.ndarray, labels: np.ndarray, person: np.ndarray,
-                       mask_tight: np.ndarray, mask_context: np.ndarray, l2: float,
-                       mirrors: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[LogisticHead, LogisticHead]:
-    """The shipped two-view recipe's heads (lopo ``two-view-weighted``/``two-view-mirror``,
-    converters/passive/two_view.py): a tight head on ``mask_tight`` rows and a context head on ``mask_context``
-    rows, every person weighing the same. ``mirrors`` (the features of the mirrored crops, same rows)
-    adds every crop's mirror image to training: the person's weight is spread over twice the views."""
-    if mirrors is not None:
-        tight, context = np.concatenate([tight, mirrors[0]]), np.concatenate([context, mirrors[1]])
-        labels, person = np.concatenate([labels] * 2), np.concatenate([person] * 2)
-        mask_tight, mask_context = np.concatenate([mask_tight] * 2), np.concatenate([mask_context] * 2)
-    mt, mc = mask_tight, mask_context
-    ht = fit_logistic(tight[mt], labels[mt], l2, sample_weight=person_balanced_weights(labels[mt], person[mt]))
-    hc = fit_logistic(context[mc], labels[mc], l2, sample_weight=person_balanced_weights(labels[mc], person[mc]))
-    return ht, hc

@@ -17,19 +17,11 @@ r+1, the threshold is set so that group r+1 (unseen real people) loses ``--targe
 frames, and group r measures BPCER on other unseen real people. Rates per person pool the four
 repetitions.
 
-Models are frozen ImageNet MobileNetV2 features (converters/passive/features.py) + a logistic head, so a
-fold takes about a second. Recipes:
-- ``tight``: the daemon's aligned crop (margin 0.25), all data (frames and crops);
-- ``tight-frames``: the same on the frames_* data only (same people as the two-view recipes);
-- ``context``: the context crop alone, frames_* only;
-- ``two-view-concat``: one head on both views' features, frames_* only;
-- ``two-view-fusion``: mean logit of a tight head (all data) and a context head (frames_* only);
-- ``two-view-weighted``: the same two heads trained with every person weighing the same
-  (features.person_balanced_weights), fused 0.3 tight + 0.7 context (``VIEW_WEIGHTS``);
-- ``two-view-mirror``: two-view-weighted trained on every crop and its mirror image: the shipped recipe.
-- ``<recipe>+texture`` (e.g. ``two-view-mirror+texture``): that recipe's score with the frozen MiniFASNet
-  pair as a veto: a frame the pair scores under ``--texture-threshold`` fails whatever the recipe says
-  (converters/passive/lopo_texture.py); the recipe keeps its own threshold.
+Models are frozen ImageNet MobileNetV2 features (converters/passive/features.py) + logistic heads, so a
+fold takes about a second. The recipes (``base[+synth][+distil][+texture]``: the daemon's tight crop, the
+two-view heads, synthetic recaptures in training, the MiniFASNet pair distilled or as a veto) are
+described in converters/passive/lopo_recipes.py. Synthetic rows (``synth_*`` folders) are never judged
+and never set a threshold.
 ``--shipped`` also scores the shipped model as it is (no retraining) at its own threshold, marking the
 people it was trained or validated on.
 """
@@ -48,69 +40,10 @@ from converters.measure import pad_metrics
 from converters.data.dataset import DatasetError
 from converters.passive.lopo_data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
 from converters.passive.lopo_data import sigmoid as _sigmoid
+from converters.passive.lopo_recipes import RECIPES, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_texture, parse
 from converters.passive.lopo_report import plot, shipped_report
 
-BASE_RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror")
-TEXTURE = "+texture"  # suffix: the recipe with the MiniFASNet pair's veto
-RECIPES = BASE_RECIPES + tuple(r + TEXTURE for r in ("tight", "two-view-mirror"))
-MIRRORED = {"two-view-mirror", "two-view-mirror" + TEXTURE}  # recipes that also train on every crop's mirror image (lopo_data.load(mirror=True))
-# two-view-weighted: the fused logit leans on the context view, which generalises to new people and
-# prints (NUAA 0006's prints fool the tight view), and keeps the tight view for faces seen up close
-VIEW_WEIGHTS = (0.3, 0.7)
-
-
-class Recipe:
-    """fit(mask) -> scorer(mask) -> logits, for one recipe over ``data``."""
-
-    def __init__(self, name: str, data: Data, l2: float, texture: np.ndarray | None = None, texture_threshold: float = 0.5):
-        if name not in RECIPES:
-            raise DatasetError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
-        self.texture = texture if name.endswith(TEXTURE) else None
-        self.texture_threshold = texture_threshold
-        if name.endswith(TEXTURE) and texture is None:
-            raise DatasetError(f"recipe {name} needs the texture pair's scores (lopo_texture.texture_scores)")
-        name = name.removesuffix(TEXTURE)
-        self.name, self.d, self.l2 = name, data, l2
-        frames = data.kind == "frames"
-        self.train_ok = (data.kind != "watermarked") & (frames if name not in ("tight",) else True)
-        self.eval_ok = frames | (data.kind == "watermarked") if name != "tight" else np.ones(len(data.labels), bool)
-
-    def fit(self, mask: np.ndarray):
-        score = self._fit_base(mask)
-        if self.texture is None:
-            return score
-        from converters.passive.lopo_texture import TextureVeto
-
-        return TextureVeto(score, self.texture, self.texture_threshold)
-
-    def _fit_base(self, mask: np.ndarray):
-        from converters.passive.features import fit_logistic, fit_weighted_heads
-
-        d, m = self.d, mask & self.train_ok
-        if self.name in ("tight", "tight-frames"):
-            h = fit_logistic(d.tight[m], d.labels[m], self.l2)
-            return lambda idx: h.logit(d.tight[idx])
-        if self.name == "context":
-            h = fit_logistic(d.context[m], d.labels[m], self.l2)
-            return lambda idx: h.logit(d.context[idx])
-        if self.name == "two-view-concat":
-            x = np.concatenate([d.tight, d.context], 1)
-            h = fit_logistic(x[m], d.labels[m], self.l2)
-            return lambda idx: h.logit(x[idx])
-        # two-view-fusion/-weighted: the tight head learns from every person, the context head from full frames
-        mt = mask & (d.kind != "watermarked")
-        if self.name in ("two-view-weighted", "two-view-mirror"):
-            mirrors = None
-            if self.name in MIRRORED:
-                if d.tight_mirror is None or d.context_mirror is None:
-                    raise DatasetError(f"recipe {self.name} needs the mirrored crops' features: load(..., mirror=True)")
-                mirrors = (d.tight_mirror, d.context_mirror)
-            ht, hc = fit_weighted_heads(d.tight, d.context, d.labels, d.person, mt, m, self.l2, mirrors)
-            return lambda idx: VIEW_WEIGHTS[0] * ht.logit(d.tight[idx]) + VIEW_WEIGHTS[1] * hc.logit(d.context[idx])
-        ht = fit_logistic(d.tight[mt], d.labels[mt], self.l2)
-        hc = fit_logistic(d.context[m], d.labels[m], self.l2)
-        return lambda idx: 0.5 * (ht.logit(d.tight[idx]) + hc.logit(d.context[idx]))
-
+__all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main", "threshold_for_bpcer", "load", "N_GROUPS"]
 
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
                texture: np.ndarray | None = None, texture_threshold: float = 0.5) -> dict:
@@ -239,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         names = [r.strip() for r in args.recipes.split(",") if r.strip()]
+        for n in names:
+            parse(n)  # an unknown recipe is one line before minutes of features
         data = load(root, args.weights, None, Path(args.cache) if args.cache else root / ".features",
-                    mirror=bool(MIRRORED & set(names)))
+                    mirror=mirrored(names))
         texture = None
-        if any(n.endswith(TEXTURE) for n in names):
+        if needs_texture(names):
             from converters.passive.lopo_texture import texture_scores
 
             texture = texture_scores(root, data, Path(args.cache) if args.cache else root / ".features")

@@ -28,7 +28,7 @@ class Data:
     files: list[str]
     labels: np.ndarray  # 1 live, 0 spoof
     person: np.ndarray  # identity (crops_x and frames of x are one person)
-    kind: np.ndarray  # frames | crops | watermarked
+    kind: np.ndarray  # frames | crops | watermarked | synth | synthcrops (synthetic recaptures: trained on by +synth recipes, never judged)
     attack: np.ndarray  # print | replay | ""
     photo: np.ndarray  # True: the crop comes from a still photo, not a video frame
     source: np.ndarray  # the video or photo the crop was cut from (one attempt)
@@ -91,8 +91,9 @@ def load(root: Path, weights: str, size: int | None, cache: Path | None, mirror:
 
 
 def real_only_groups(data: Data, seed: int = 0) -> list[list[str]]:
-    """Bona-fide-only people (no attack samples, not watermarked) in N_GROUPS seeded groups."""
-    attackers = set(data.person[data.labels == 0].tolist())
+    """Bona-fide-only people (no real attack samples, not watermarked) in N_GROUPS seeded groups. A person
+    whose only attacks are synthetic recaptures of them (synth_* folders) is still a real-only person."""
+    attackers = set(data.person[(data.labels == 0) & ~np.isin(data.kind, ("synth", "synthcrops"))].tolist())
     people = sorted(set(data.person[(data.kind != "watermarked")].tolist()) - attackers)
     rng = np.random.default_rng(seed)
     rng.shuffle(people)

@@ -5,7 +5,7 @@
 The recipe measured best by leave-one-person-out (``converters/passive/lopo.py``, recipe ``two-view-mirror``):
 frozen ImageNet MobileNetV2 features (converters/passive/features.py) and two logistic heads, one trained on
 tight crops of every person, one on the context crops of full frames, each crop also as its mirror
-image, every person weighing the same in each, fused 0.3 tight + 0.7 context (``lopo.VIEW_WEIGHTS``, folded into the two logits so the
+image, every person weighing the same in each, fused 0.3 tight + 0.7 context (``lopo_recipes.VIEW_WEIGHTS``, folded into the two logits so the
 device's mean of the two is that weighted sum). The device model is ONE
 single-input int8 network, backbone -> pooled features -> Dense(2) = [tight-head logit,
 context-head logit]; the device runs it on the tight crop and reads logit 0, on the context crop and
@@ -30,7 +30,7 @@ import numpy as np
 from converters.measure import pad_metrics
 from converters.data.crop_folders import CropSet
 from converters.data.dataset import CONTEXT_DIR, DatasetError
-from converters.passive.lopo import VIEW_WEIGHTS
+from converters.passive.lopo_recipes import VIEW_WEIGHTS
 from converters.passive.lopo_data import Data, load, real_only_groups, threshold_for_bpcer
 from converters.passive.lopo_data import sigmoid as _sigmoid
 
@@ -83,9 +83,9 @@ def int8_logits(model_bytes: bytes, tight: np.ndarray, context: np.ndarray) -> t
 
 
 def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, seed: int = 0, n_calib: int = 300,
-         hold_out: set[str] | None = None) -> dict:
+         hold_out: set[str] | None = None, recipe: str = "two-view-mirror") -> dict:
     from converters.passive.convert import inspect_int8, to_tflite, write_manifest
-    from converters.passive.features import fit_weighted_heads
+    from converters.passive.lopo_recipes import Recipe
 
     data: Data = load(root, weights, None, root / ".features", mirror=True)
     meta = json.loads(next(root.glob("frames_*/dataset.json")).read_text())
@@ -96,10 +96,12 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
     unknown = hold_out - set(data.person.tolist())
     if unknown:
         raise DatasetError(f"--hold-out {', '.join(sorted(unknown))}: no such person in {root}")
-    ok = (data.kind != "watermarked") & ~np.isin(data.person, list(held | hold_out))
+    rec = Recipe(recipe, data, l2)  # its masks keep synthetic recaptures out unless the recipe is +synth
+    if rec.base != "two-view-mirror" or rec.mods - {"+synth"}:
+        raise DatasetError(f"--recipe {recipe}: the device model is two-view-mirror, with or without +synth")
+    ok = rec.train_tight & ~np.isin(data.person, list(held | hold_out))
     frames = data.kind == "frames"
-    ht, hc = fit_weighted_heads(data.tight, data.context, data.labels, data.person, ok, ok & frames, l2,
-                                (data.tight_mirror, data.context_mirror))
+    ht, hc = rec.two_view_heads(ok)
     model = build(size, weights, ht, hc)
     kt, kc = HEAD_SCALES
 
@@ -160,9 +162,10 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
         "threshold_float": thr_f,
         "bpcer_watermarked_td_selfies": float((q[wm] < thr_q).mean()) if wm.any() else None,
         "int8_vs_float": cmp,
-        "training": {"recipe": RECIPE, "held_out": sorted(hold_out), "features": "frozen ImageNet MobileNetV2 (Coral tflite), "
+        "training": {"recipe": RECIPE + (" + synthetic screen recaptures (+synth)" if "+synth" in rec.mods else ""), "held_out": sorted(hold_out), "features": "frozen ImageNet MobileNetV2 (Coral tflite), "
                      "GAP of block_6_expand_relu, block_13_expand_relu, out_relu", "l2": l2,
-                     "people": sorted(set(data.person[ok].tolist())), "n_tight": int(ok.sum()), "n_context": int((ok & frames).sum())},
+                     "people": sorted(set(data.person[ok].tolist())), "n_tight": int(ok.sum()),
+                     "n_context": int((ok & rec.train_ok).sum()), "n_synthetic": int((ok & (data.kind == "synth")).sum())},
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(model_bytes)
@@ -180,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite")
     ap.add_argument("--target-bpcer", type=float, default=0.02)
     ap.add_argument("--l2", type=float, default=1e-2)
+    ap.add_argument("--recipe", default="two-view-mirror", help="two-view-mirror or two-view-mirror+synth (the LOPO recipe it is)")
     ap.add_argument("--hold-out", default="", help="comma-separated people left out of training (to measure int8 vs float on them)")
     args = ap.parse_args(argv)
     try:
         make(Path(args.root), Path(args.out), args.weights, args.target_bpcer, args.l2,
-             hold_out={x.strip() for x in args.hold_out.split(",") if x.strip()})
+             hold_out={x.strip() for x in args.hold_out.split(",") if x.strip()}, recipe=args.recipe)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
