@@ -46,7 +46,7 @@ HALVES = {
 
 def _made_by_this_recipe(model: Path, people: list[str]) -> bool:
     """A model left by an earlier run is reused only if today's recipe made it without these people."""
-    from converters.passive.two_view import RECIPE
+    from converters.lopo.two_view import RECIPE
 
     try:
         training = json.loads(model.with_suffix(".json").read_text())["training"]
@@ -68,7 +68,7 @@ def main() -> int:
         model = work / f"heldout_{half}" / "liveness_two_view_int8.tflite"
         if not _made_by_this_recipe(model, people):
             print(f"[{half}] training the two-view model without {len(people)} people ...", file=sys.stderr, flush=True)
-            subprocess.run([sys.executable, "-m", "converters.passive.two_view", str(work / "crops128_ctx2.7"), "-o", str(model),
+            subprocess.run([sys.executable, "-m", "converters.lopo.two_view", str(work / "crops128_ctx2.7"), "-o", str(model),
                             "--weights", str(weights), "--hold-out", ",".join(people)], check=True, cwd=REPO)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / f"heldout_{half}"

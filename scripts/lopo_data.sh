@@ -5,11 +5,11 @@
 #
 # --synth also cuts synth_* (and synthcrops_*) folders: synthetic screen recaptures (scripts/recapture_synth.py) of every real
 # person's frames, labelled replay attacks of that same person, for the +synth recipes; the LOPO never judges
-# them and never sets a threshold on them (converters/passive/lopo_recipes.py).
+# them and never sets a threshold on them (converters/lopo/recipes.py).
 #
 # frames_* folders come from full frames (videos, NUAA, photos): their context crop is real.
 # crops_* folders come from the repositories' tight face crops: their "context" is only the crop's
-# own border replicated, so converters/passive/lopo.py uses them for the tight-crop recipe only.
+# own border replicated, so converters/lopo/run.py uses them for the tight-crop recipe only.
 # td_selfies (a "Training Data" watermark runs across its videos) goes to its own folder, so it can
 # be kept out of training and reported separately.
 set -euo pipefail

@@ -8,7 +8,7 @@ measurably helps").
 16 numbers per tight crop: the share of the spectrum's magnitude in 8 radial frequency bands (a
 screen's pixel grid and moire put energy where a face has little), sharpness (log Laplacian
 variance), saturation and brightness mean/spread, red-green and blue-green casts, and the share of
-blown highlights (glare). The ``tight`` recipe of ``converters.passive.lopo`` is run on the deep features
+blown highlights (glare). The ``tight`` recipe of ``converters.lopo`` is run on the deep features
 alone, on deep + these (repeated 20x so the L2 head does not drown 16 columns among 2,048), and on
 these alone: same folds, same threshold rule. Needs the crops of scripts/lopo_data.sh and TensorFlow
 for the (cached) deep features.
@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from converters.passive import lopo  # noqa: E402
+from converters.lopo import run as lopo  # noqa: E402
 
 
 def cue(img_bgr: np.ndarray) -> list[float]:

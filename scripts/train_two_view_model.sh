@@ -6,7 +6,7 @@
 #
 # About 15 minutes on 2 busy CPU cores: cutting both views of every shared source (scripts/lopo_data.sh),
 # frozen ImageNet MobileNetV2 features of each crop (once, cached), a logistic head per fold
-# (converters/passive/lopo.py), then the final heads and the int8 conversion (converters/passive/two_view.py).
+# (converters/lopo/run.py), then the final heads and the int8 conversion (converters/lopo/two_view.py).
 # The shipped one-view model is scored too when --size is its input size (160).
 set -euo pipefail
 SIZE=128
@@ -30,8 +30,8 @@ cd "$REPO"
 "$REPO/scripts/lopo_data.sh" --size "$SIZE" --context-scale 2.7 --work "$WORK"
 ROOT=$WORK/crops${SIZE}_ctx2.7
 OUT=$WORK/results$SIZE
-"$PY" -m converters.passive.lopo "$ROOT" --out "$OUT" --weights "$WEIGHTS" --name "liveness_lopo_${SIZE}px"
-"$PY" -m converters.passive.two_view "$ROOT" -o "$OUT/liveness_two_view_int8.tflite" --weights "$WEIGHTS"
+"$PY" -m converters.lopo "$ROOT" --out "$OUT" --weights "$WEIGHTS" --name "liveness_lopo_${SIZE}px"
+"$PY" -m converters.lopo.two_view "$ROOT" -o "$OUT/liveness_two_view_int8.tflite" --weights "$WEIGHTS"
 if [[ $INSTALL == 1 ]]; then
   cp "$OUT"/liveness_lopo_${SIZE}px* "$REPO/benchmarks/results/"
   cp "$OUT/liveness_two_view_int8.tflite" "$OUT/liveness_two_view_int8.json" "$REPO/models/"

@@ -60,6 +60,23 @@ def test_ear_formula():
     assert ear_from_points(pts) == pytest.approx(0.25)
 
 
+def test_eye_crops_are_what_run_feeds_the_model(face_finder, eye_refiner, shared_data):
+    # crops() (calibration of the int8 eye model) must be the very input run() gives the model: the
+    # model on crop row 0 / row 1 gives run()'s right / left eye (EAR survives the crop->frame affine)
+    from edge_liveness.vision.eyes import CONTOUR_EAR, N_CONTOUR
+
+    frame = video_frame(shared_file("video", "tranvanluyt_real.mp4"), 533)  # lids shut (eyes.py docstring)
+    points = face_finder.process(frame).landmarks.points
+    crops = eye_refiner.crops(frame, points)
+    assert crops.shape == (2, 64, 64, 3) and crops.dtype == np.float32 and 0.0 <= crops.min() < crops.max() <= 1.0
+    pair = eye_refiner.run(frame, points)
+    model = eye_refiner.model
+    ci = next(i for i, o in enumerate(model.outputs) if o.shape[-1] == N_CONTOUR * 3)
+    for row, eye in ((0, pair.right), (1, pair.left)):
+        contour = model.run(crops[row:row + 1])[ci].reshape(N_CONTOUR, 3)
+        assert ear_from_points(contour[list(CONTOUR_EAR)]) == pytest.approx(ear_from_points(eye.ear_points), abs=1e-5)
+
+
 def _auc(pos, neg):
     pos, neg = np.asarray(pos), np.asarray(neg)
     return ((pos[:, None] < neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))

@@ -62,6 +62,7 @@ LAYERS: dict[str, set[str]] = {
     "converters.data": {"edge_liveness"},
     "converters.passive": {"edge_liveness", "converters.data", "converters.measure"},
     "converters.blink": {"edge_liveness"},
+    "converters.lopo": {"edge_liveness", "converters.data", "converters.measure", "converters.passive"},
     "converters.reports": {"edge_liveness", "converters.data", "converters.measure", "converters.passive"},
     "converters": set(),
 }

@@ -59,7 +59,7 @@ def test_a_full_view_screen_replay_is_refused_and_the_real_person_passes(fullvie
 def test_lopo_veto_keeps_the_primary_threshold_and_vetoes_below_the_pairs():
     import numpy as np
 
-    from converters.passive.lopo_texture import TextureVeto
+    from converters.lopo.texture import TextureVeto
 
     primary_logits = np.array([3.0, 2.0, 1.0, 0.5, -1.0, 2.5])
     p_texture = np.array([0.9, 0.1, 0.9, 0.9, 0.9, 0.25])

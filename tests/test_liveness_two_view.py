@@ -23,7 +23,7 @@ MODEL = Path(__file__).resolve().parent.parent / "models" / "liveness_two_view_i
 @pytest.fixture(scope="module")
 def model() -> LivenessModel:
     if not MODEL.is_file():
-        pytest.fail(f"{MODEL} is missing (python -m converters.passive.two_view makes it)")
+        pytest.fail(f"{MODEL} is missing (python -m converters.lopo.two_view makes it)")
     return LivenessModel(MODEL)
 
 

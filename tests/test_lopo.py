@@ -1,4 +1,4 @@
-"""Leave-one-person-out validation (converters/passive/lopo.py) on a small real data set: NUAA frames and ZJU clips.
+"""Leave-one-person-out validation (converters/lopo/run.py) on a small real data set: NUAA frames and ZJU clips.
 
 Needs TensorFlow (the frozen ImageNet MobileNetV2 features) and Coral's ImageNet .tflite in the shared data.
 """
@@ -64,7 +64,7 @@ def lopo_root(shared_data, face_models, tmp_path_factory) -> Path:
 
 
 def test_threshold_for_bpcer_rejects_at_most_the_target():
-    from converters.passive.lopo import threshold_for_bpcer
+    from converters.lopo.run import threshold_for_bpcer
 
     live = np.linspace(0.01, 1.0, 100)
     thr = threshold_for_bpcer(live, 0.02)
@@ -73,7 +73,7 @@ def test_threshold_for_bpcer_rejects_at_most_the_target():
 
 
 def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people(lopo_root, shared_data, tmp_path):
-    from converters.passive import lopo
+    from converters.lopo import run as lopo
 
     out = tmp_path / "results"
     rc = lopo.main([str(lopo_root), "--out", str(out), "--recipes", "tight,two-view-concat,two-view-mirror", "--shipped", "",
@@ -100,7 +100,7 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
     assert np.mean(aucs) > 0.8
     assert (out / "liveness_lopo.png").stat().st_size > 10_000
     # the mirror recipe's extra rows are the mirrored crops' own features (cached by the run above)
-    from converters.passive.lopo_data import load
+    from converters.lopo.data import load
 
     d = load(lopo_root, str(shared_data.joinpath(*CORAL)), None, tmp_path / "cache", mirror=True)
     assert d.tight_mirror.shape == d.tight.shape and d.context_mirror.shape == d.context.shape
@@ -109,8 +109,8 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
 
 def test_mirror_images_spread_a_persons_weight_instead_of_adding_to_it():
     """Adding every crop twice must not change the heads: the mirror images add views, not votes."""
-    from converters.passive.lopo_data import Data
-    from converters.passive.lopo_recipes import Recipe
+    from converters.lopo.data import Data
+    from converters.lopo.recipes import Recipe
 
     rng = np.random.default_rng(0)
     n = 120
@@ -132,7 +132,7 @@ def test_mirror_images_spread_a_persons_weight_instead_of_adding_to_it():
 
 def test_lopo_refuses_folders_without_context_in_one_line(shared_data, face_models, tmp_path):
     _tf_or_skip()
-    from converters.passive import lopo
+    from converters.lopo import run as lopo
 
     nuaa = _nuaa_subset(shared_data, tmp_path / "src", {"0001"}, 1)
     extract(nuaa / "live", "live", tmp_path / "root" / "frames_nuaa", size=SIZE, progress=False)

@@ -1,5 +1,5 @@
 """The LOPO recipes' names, and the rules that keep synthetic recaptures out of every judgement
-(converters/passive/lopo_recipes.py, lopo_data.real_only_groups).
+(converters/lopo/recipes.py, converters.lopo.data.real_only_groups).
 
 The recipes' measured numbers come from real crops (tests/test_lopo.py, benchmarks/results/liveness_lopo_*);
 here the rows are small arrays so each rule can be seen on its own."""
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from converters.data.dataset import DatasetError
-from converters.passive.lopo_data import Data, real_only_groups
-from converters.passive.lopo_recipes import DISTIL_ALPHA, SYNTH_SHARE, Recipe, balanced_weights, parse
+from converters.lopo.data import Data, real_only_groups
+from converters.lopo.recipes import DISTIL_ALPHA, SYNTH_SHARE, Recipe, balanced_weights, parse
 
 
 def _data(n_feat: int = 8, seed: int = 0) -> Data:

@@ -110,7 +110,7 @@ class LivenessModel:
                 self.context_size, self.context_scale = int(ctx["size"]), float(ctx["scale"])
             except (TypeError, ValueError, KeyError) as e:
                 raise ModelError(f"liveness model manifest {manifest_path(self.path)} has a bad context field ({e}): "
-                                 f"re-create it with `python -m converters.passive.two_view`") from None
+                                 f"re-create it with `python -m converters.lopo.two_view`") from None
             if self.context_size != self.input_size or self.context_scale < 1.0:
                 raise ModelError(f"liveness manifest context {ctx} must have size {self.input_size} and scale >= 1")
         if len(self.model.outputs) != 1 or int(np.prod(self.model.outputs[0].shape)) != self.views:

@@ -61,7 +61,13 @@ class EyePair:
 
 
 class EyeRefiner:
-    """``run(frame_bgr, landmarks) -> EyePair``: both eyes through the eye model (two invokes)."""
+    """``run(frame_bgr, landmarks) -> EyePair``: both eyes through the eye model (two invokes).
+
+    Not one invoke at batch 2: measured (1 thread, apfol_real2.webm), a batch-2 invoke costs what two
+    batch-1 invokes cost, for the float and the int8 model alike (the work is the convolutions, not
+    the call), so the simpler fixed-batch path stays. A full-integer eye model (int8 input and
+    outputs, ``converters/blink/iris_int8.py``) is accepted too: its input is quantised here.
+    """
 
     def __init__(self, model_path: str | Path, num_threads: int = 1):
         self.model = TFLiteModel(model_path, num_threads=num_threads, name="eyes")
@@ -73,7 +79,12 @@ class EyeRefiner:
         self._iris = 1 - self._contour
         self._crop = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
         self._rgb = np.empty_like(self._crop)
-        self._input = np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+        spec = self.model.input
+        self._input = np.zeros((2, INPUT_SIZE, INPUT_SIZE, 3), spec.dtype)  # row 0 right eye, row 1 left
+        # int8 input whose scale is 1/255 and zero point -128 (what calibration on [0,1] pixels gives):
+        # q = pixel - 128, i.e. the pixel's top bit flipped, read as int8: exact and cheap.
+        self._int8_shift = (spec.dtype == np.int8 and spec.zero_point == -128
+                            and abs(spec.scale * 255.0 - 1.0) < 1e-6)
         self._matrix = np.zeros((2, 3), np.float64)
 
     @classmethod
@@ -95,12 +106,30 @@ class EyeRefiner:
 
     def run(self, frame_bgr: np.ndarray, points: np.ndarray) -> EyePair:
         """Both eyes of one face; ``points`` = the mesh's (468, >=2) frame-pixel points."""
-        (ro, ri), (lo, li) = EYE_CORNERS["right"], EYE_CORNERS["left"]
-        right = self._eye(frame_bgr, points[ro, :2], points[ri, :2], mirror=False)
-        left = self._eye(frame_bgr, points[lo, :2], points[li, :2], mirror=True)
-        return EyePair(left=left, right=right)
+        inv_right, inv_left = self._fill(frame_bgr, points)
+        return EyePair(left=self._infer(1, inv_left), right=self._infer(0, inv_right))
 
-    def _eye(self, frame_bgr: np.ndarray, outer: np.ndarray, inner: np.ndarray, mirror: bool) -> EyeContour:
+    def crops(self, frame_bgr: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """A copy of the model input ``run`` would give for this face: [2,64,64,3] in the model's input
+        type, row 0 the subject's right eye, row 1 the left eye mirrored (calibration and checks)."""
+        self._fill(frame_bgr, points)
+        return self._input.copy()
+
+    def _fill(self, frame_bgr: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        (ro, ri), (lo, li) = EYE_CORNERS["right"], EYE_CORNERS["left"]
+        inv_right = self._crop_eye(frame_bgr, points[ro, :2], points[ri, :2], mirror=False, slot=0)
+        inv_left = self._crop_eye(frame_bgr, points[lo, :2], points[li, :2], mirror=True, slot=1)
+        return inv_right, inv_left
+
+    def _infer(self, slot: int, inv: np.ndarray) -> EyeContour:
+        mdl = self.model
+        mdl.set_input_raw(self._input[slot:slot + 1])
+        mdl.invoke()
+        return _to_frame(mdl.output(self._contour), mdl.output(self._iris), inv)
+
+    def _crop_eye(self, frame_bgr: np.ndarray, outer: np.ndarray, inner: np.ndarray, mirror: bool,
+                  slot: int) -> np.ndarray:
+        """Cut one eye into row ``slot`` of the input buffer; return the crop -> frame affine."""
         outer = np.asarray(outer, np.float64)
         inner = np.asarray(inner, np.float64)
         d = inner - outer
@@ -129,11 +158,19 @@ class EyeRefiner:
                        borderMode=cv2.BORDER_REPLICATE)
         # cvtColor into a contiguous buffer, then scale: a negative-stride [..., ::-1] view costs ~8x more
         cv2.cvtColor(self._crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
-        np.multiply(self._rgb, 1.0 / 255.0, out=self._input[0], casting="unsafe")
-        mdl = self.model
-        mdl.set_input_raw(self._input)
-        mdl.invoke()
-        # model coordinates: pixel corners are integers, so a pixel centre is at +0.5
-        contour = mdl.output_raw(self._contour).reshape(N_CONTOUR, 3)[:, :2] - 0.5
-        iris = mdl.output_raw(self._iris).reshape(N_IRIS, 3)[:, :2] - 0.5
-        return EyeContour(contour @ inv[:, :2].T + inv[:, 2], iris @ inv[:, :2].T + inv[:, 2])
+        row = self._input[slot]
+        if self._input.dtype == np.float32:
+            np.multiply(self._rgb, 1.0 / 255.0, out=row, casting="unsafe")
+        elif self._int8_shift:
+            np.bitwise_xor(self._rgb, 0x80, out=row.view(np.uint8))
+        else:
+            row[...] = self.model.quantize_input(self._rgb.astype(np.float32) / 255.0)
+        return inv
+
+
+def _to_frame(contour_raw: np.ndarray, iris_raw: np.ndarray, inv: np.ndarray) -> EyeContour:
+    """Model outputs of one eye -> frame pixels through its crop's affine."""
+    # model coordinates: pixel corners are integers, so a pixel centre is at +0.5
+    contour = contour_raw.reshape(N_CONTOUR, 3)[:, :2] - 0.5
+    iris = iris_raw.reshape(N_IRIS, 3)[:, :2] - 0.5
+    return EyeContour(contour @ inv[:, :2].T + inv[:, 2], iris @ inv[:, :2].T + inv[:, 2])

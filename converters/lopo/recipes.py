@@ -1,4 +1,4 @@
-"""The recipes a leave-one-person-out run compares (converters/passive/lopo.py): what each trains on and how
+"""The recipes a leave-one-person-out run compares (converters/lopo/run.py): what each trains on and how
 it scores a row.
 
 A recipe is a base and optional modifiers, written ``base[+synth][+distil][+texture]``:
@@ -17,7 +17,7 @@ A recipe is a base and optional modifiers, written ``base[+synth][+distil][+text
 - ``+distil``: the heads learn a blend of the label and the MiniFASNet pair's P(real) on the same row
   (``DISTIL_ALPHA`` x label + the rest x the pair): the peer's knowledge of screens in the one MobileNetV2
   the device runs, with no second model at run time;
-- ``+texture``: the MiniFASNet pair vetoes at run time (converters/passive/lopo_texture.py).
+- ``+texture``: the MiniFASNet pair vetoes at run time (converters/lopo/texture.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ SYNTH, DISTIL, TEXTURE = "+synth", "+distil", "+texture"
 MODIFIERS = (SYNTH, DISTIL, TEXTURE)  # in this order after the base
 # the recipes a plain run compares (any base+modifiers combination is accepted by name)
 RECIPES = BASE_RECIPES + ("tight" + TEXTURE, "two-view-mirror" + TEXTURE)
-MIRRORED_BASES = {"two-view-mirror"}  # bases that also train on every crop's mirror image (lopo_data.load(mirror=True))
+MIRRORED_BASES = {"two-view-mirror"}  # bases that also train on every crop's mirror image (data.load(mirror=True))
 # two-view-weighted: the fused logit leans on the context view, which generalises to new people and
 # prints (NUAA 0006's prints fool the tight view), and keeps the tight view for faces seen up close
 VIEW_WEIGHTS = (0.3, 0.7)
@@ -85,16 +85,17 @@ def balanced_weights(labels: np.ndarray, person: np.ndarray, synth: np.ndarray, 
 class Recipe:
     """fit(mask) -> scorer(idx) -> logits, for one recipe over ``data``."""
 
-    def __init__(self, name: str, data, l2: float, texture: np.ndarray | None = None, texture_threshold: float = 0.5):
+    def __init__(self, name: str, data, l2: float, texture: np.ndarray | None = None, texture_threshold: float = 0.5,
+                 synth_share: float = SYNTH_SHARE):
         base, mods = parse(name)
         if mods & {DISTIL, TEXTURE} and texture is None:
-            raise DatasetError(f"recipe {name} needs the texture pair's scores (lopo_texture.texture_scores)")
+            raise DatasetError(f"recipe {name} needs the texture pair's scores (texture.texture_scores)")
         synth = np.isin(data.kind, SYNTH_KINDS)
         if SYNTH in mods and not synth.any():
             raise DatasetError(f"recipe {name} needs synth_* folders: cut them with scripts/lopo_data.sh --synth")
         self.name, self.base, self.mods, self.d, self.l2 = name, base, mods, data, l2
         self.texture, self.texture_threshold = texture, texture_threshold
-        self.synth = synth
+        self.synth, self.synth_share = synth, synth_share
         frames = np.isin(data.kind, ("frames", "synth"))  # a synthetic recapture of a frame is a whole camera frame
         use = (data.kind != "watermarked") & (~synth | (SYNTH in mods))
         self.train_ok = use & (frames if base != "tight" else True)
@@ -112,7 +113,7 @@ class Recipe:
         score = self._fit_base(mask)
         if TEXTURE not in self.mods:
             return score
-        from converters.passive.lopo_texture import TextureVeto
+        from converters.lopo.texture import TextureVeto
 
         return TextureVeto(score, self.texture, self.texture_threshold)
 
@@ -125,8 +126,9 @@ class Recipe:
         if mirror is not None:
             xs, ys = np.concatenate([xs, mirror[m]]), np.concatenate([ys, ys])
             labels, person, synth = (np.concatenate([a, a]) for a in (labels, person, synth))
-        w = balanced_weights(labels, person, synth) if balanced else (
-            balanced_weights(labels, np.full(len(labels), "all"), synth) if synth.any() else None)
+        share = self.synth_share
+        w = balanced_weights(labels, person, synth, share) if balanced else (
+            balanced_weights(labels, np.full(len(labels), "all"), synth, share) if synth.any() else None)
         return fit_logistic(xs, ys, self.l2, sample_weight=w, classes=labels)
 
     def _fit_base(self, mask: np.ndarray):

@@ -1,6 +1,6 @@
 """Leave-one-person-out validation of a liveness recipe: what it does to people it has never seen.
 
-    python -m converters.passive.lopo DATA_ROOT --out benchmarks/results [--recipes tight,two-view-fusion,...]
+    python -m converters.lopo DATA_ROOT --out benchmarks/results [--recipes tight,two-view-fusion,...]
                               [--target-bpcer 0.02] [--weights CORAL.tflite] [--shipped models/liveness_mnv2_int8.tflite]
 
 DATA_ROOT is the folder made by ``scripts/lopo_data.sh``: one ``dataset extract`` folder per source,
@@ -20,7 +20,7 @@ repetitions.
 Models are frozen ImageNet MobileNetV2 features (converters/passive/features.py) + logistic heads, so a
 fold takes about a second. The recipes (``base[+synth][+distil][+texture]``: the daemon's tight crop, the
 two-view heads, synthetic recaptures in training, the MiniFASNet pair distilled or as a veto) are
-described in converters/passive/lopo_recipes.py. Synthetic rows (``synth_*`` folders) are never judged
+described in converters/lopo/recipes.py. Synthetic rows (``synth_*`` folders) are never judged
 and never set a threshold.
 ``--shipped`` also scores the shipped model as it is (no retraining) at its own threshold, marking the
 people it was trained or validated on.
@@ -38,16 +38,16 @@ import numpy as np
 
 from converters.measure import pad_metrics
 from converters.data.dataset import DatasetError
-from converters.passive.lopo_data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
-from converters.passive.lopo_data import sigmoid as _sigmoid
-from converters.passive.lopo_recipes import RECIPES, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_texture, parse
-from converters.passive.lopo_report import plot, shipped_report
+from converters.lopo.data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
+from converters.lopo.data import sigmoid as _sigmoid
+from converters.lopo.recipes import RECIPES, SYNTH_SHARE, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_texture, parse
+from converters.lopo.report import plot, shipped_report
 
 __all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main", "threshold_for_bpcer", "load", "N_GROUPS"]
 
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
-               texture: np.ndarray | None = None, texture_threshold: float = 0.5) -> dict:
-    rec = Recipe(name, data, l2, texture, texture_threshold)
+               texture: np.ndarray | None = None, texture_threshold: float = 0.5, synth_share: float = SYNTH_SHARE) -> dict:
+    rec = Recipe(name, data, l2, texture, texture_threshold, synth_share)
     groups = real_only_groups(data, seed)
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
     per_person: dict[str, dict] = {}
@@ -97,7 +97,7 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
         apcer = 1.0 - float(np.mean(np.logical_not(acc_s))) if acc_s else None
         bpcer = float(np.mean(np.logical_not(acc_l))) if acc_l else None
         acer = (apcer + bpcer) / 2 if apcer is not None and bpcer is not None else None
-        atype = sorted(set(data.attack[(data.person == p) & (data.labels == 0)].tolist()))
+        atype = sorted(set(data.attack[(data.person == p) & (data.labels == 0) & rec.eval_ok].tolist()))  # real attacks only
         per_person[p] = {"attack_type": ",".join(atype), "n_live": int(((data.person == p) & (data.labels == 1) & rec.eval_ok).sum()),
                          "n_attack": int(((data.person == p) & (data.labels == 0) & rec.eval_ok).sum()),
                          "apcer": apcer, "bpcer": bpcer, "acer": acer,
@@ -153,7 +153,7 @@ def summarise(name: str, per_person: dict, real_unseen: dict, watermarked: list,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.passive.lopo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m converters.lopo", description=__doc__.split("\n\n")[0])
     ap.add_argument("root", metavar="DATA_ROOT", help="folder made by scripts/lopo_data.sh")
     ap.add_argument("--out", default="benchmarks/results", help="folder for liveness_lopo_*.json and the PNG")
     ap.add_argument("--recipes", default=",".join(RECIPES))
@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default="../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite")
     ap.add_argument("--shipped", default="models/liveness_mnv2_int8.tflite", help="also score this model as it is ('' to skip)")
     ap.add_argument("--l2", type=float, default=1e-2)
+    ap.add_argument("--synth-share", type=float, default=SYNTH_SHARE,
+                    help="+synth recipes: the synthetic replays' share of the attack class's training weight")
     ap.add_argument("--texture-threshold", type=float, default=0.5,
                     help="+texture recipes: the pair's P(real) under which it vetoes a frame (0.5: upstream's own call)")
     ap.add_argument("--cache", default=None, help="feature cache folder (default DATA_ROOT/.features)")
@@ -178,14 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                     mirror=mirrored(names))
         texture = None
         if needs_texture(names):
-            from converters.passive.lopo_texture import texture_scores
+            from converters.lopo.texture import texture_scores
 
             texture = texture_scores(root, data, Path(args.cache) if args.cache else root / ".features")
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         results = {}
         for name in names:
-            res = run_recipe(data, name, args.target_bpcer, args.l2, texture=texture, texture_threshold=args.texture_threshold)
+            res = run_recipe(data, name, args.target_bpcer, args.l2, texture=texture, texture_threshold=args.texture_threshold,
+                             synth_share=args.synth_share)
             results[name] = res
             (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
         shipped = shipped_report(data, Path(args.shipped), root, args.target_bpcer) if args.shipped else None

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.data.crop_folders import rows_of
-from converters.passive.lopo_data import Data, threshold_for_bpcer
+from converters.lopo.data import Data, threshold_for_bpcer
 
 _EPS = 1e-6
 
@@ -57,7 +57,7 @@ def _folders(root: Path) -> list[Path]:
 
 
 def texture_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndarray:
-    """P(real) of the int8 MiniFASNet pair for every row of ``data`` (same order as lopo_data.load)."""
+    """P(real) of the int8 MiniFASNet pair for every row of ``data`` (same order as data.load)."""
     from converters.passive.minifasnet import face_finder
     from edge_liveness.liveness import minifasnet as mf
 

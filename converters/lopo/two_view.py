@@ -1,11 +1,11 @@
 """The two-view liveness model: one int8 MobileNetV2 run on the tight crop and on the context crop.
 
-    python -m converters.passive.two_view DATA_ROOT -o models/liveness_two_view_int8.tflite [--target-bpcer 0.02]
+    python -m converters.lopo.two_view DATA_ROOT -o models/liveness_two_view_int8.tflite [--target-bpcer 0.02]
 
-The recipe measured best by leave-one-person-out (``converters/passive/lopo.py``, recipe ``two-view-mirror``):
+The recipe measured best by leave-one-person-out (``converters/lopo/run.py``, recipe ``two-view-mirror``):
 frozen ImageNet MobileNetV2 features (converters/passive/features.py) and two logistic heads, one trained on
 tight crops of every person, one on the context crops of full frames, each crop also as its mirror
-image, every person weighing the same in each, fused 0.3 tight + 0.7 context (``lopo_recipes.VIEW_WEIGHTS``, folded into the two logits so the
+image, every person weighing the same in each, fused 0.3 tight + 0.7 context (``recipes.VIEW_WEIGHTS``, folded into the two logits so the
 device's mean of the two is that weighted sum). The device model is ONE
 single-input int8 network, backbone -> pooled features -> Dense(2) = [tight-head logit,
 context-head logit]; the device runs it on the tight crop and reads logit 0, on the context crop and
@@ -30,14 +30,14 @@ import numpy as np
 from converters.measure import pad_metrics
 from converters.data.crop_folders import CropSet
 from converters.data.dataset import CONTEXT_DIR, DatasetError
-from converters.passive.lopo_recipes import VIEW_WEIGHTS
-from converters.passive.lopo_data import Data, load, real_only_groups, threshold_for_bpcer
-from converters.passive.lopo_data import sigmoid as _sigmoid
+from converters.lopo.recipes import VIEW_WEIGHTS
+from converters.lopo.data import Data, load, real_only_groups, threshold_for_bpcer
+from converters.lopo.data import sigmoid as _sigmoid
 
 # the device fuses (logit0 + logit1) / 2: each head is scaled so that this mean is the weighted sum
 HEAD_SCALES = (2 * VIEW_WEIGHTS[0], 2 * VIEW_WEIGHTS[1])
 # written to the manifest's training.recipe: a model made by another recipe is not this one
-RECIPE = "two-view-mirror (converters/passive/lopo.py): person-balanced heads, every crop and its mirror image"
+RECIPE = "two-view-mirror (converters/lopo/run.py): person-balanced heads, every crop and its mirror image"
 
 
 def _context_path(tight_file: str) -> Path:
@@ -85,7 +85,7 @@ def int8_logits(model_bytes: bytes, tight: np.ndarray, context: np.ndarray) -> t
 def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, seed: int = 0, n_calib: int = 300,
          hold_out: set[str] | None = None, recipe: str = "two-view-mirror") -> dict:
     from converters.passive.convert import inspect_int8, to_tflite, write_manifest
-    from converters.passive.lopo_recipes import Recipe
+    from converters.lopo.recipes import Recipe
 
     data: Data = load(root, weights, None, root / ".features", mirror=True)
     meta = json.loads(next(root.glob("frames_*/dataset.json")).read_text())
@@ -170,14 +170,14 @@ def make(root: Path, out: Path, weights: str, target_bpcer: float, l2: float, se
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(model_bytes)
     mp = write_manifest(out, model_bytes, input_size=size, crop={"size": size, "margin": margin}, threshold=thr_q,
-                        source=Path(f"converters.passive.two_view {root.name}"), quantize="int8", extra=extra)
+                        source=Path(f"converters.lopo.two_view {root.name}"), quantize="int8", extra=extra)
     print(f"wrote {out} ({len(model_bytes) / 1e6:.2f} MB) and {mp.name}; threshold {thr_q:.4f}; int8-float ACER "
           f"{cmp['acer_drop']:+.4f} on training people's frames", file=sys.stderr)
     return json.loads(mp.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.passive.two_view", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m converters.lopo.two_view", description=__doc__.split("\n\n")[0])
     ap.add_argument("root", metavar="DATA_ROOT", help="folder made by scripts/lopo_data.sh")
     ap.add_argument("-o", "--out", required=True, help="output .tflite (manifest beside it)")
     ap.add_argument("--weights", default="../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite")

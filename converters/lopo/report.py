@@ -1,4 +1,4 @@
-"""Reports of a leave-one-person-out run (converters/passive/lopo.py): the shipped model scored as it is on
+"""Reports of a leave-one-person-out run (converters/lopo/run.py): the shipped model scored as it is on
 the same crops, and the chart of every replay person's ACER per recipe."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.measure import pad_metrics
-from converters.passive.lopo_data import FLAGGED, Data, threshold_for_bpcer
+from converters.lopo.data import FLAGGED, Data, threshold_for_bpcer
 
 # people the shipped model (models/liveness_mnv2_int8.json) was trained or validated on
 SHIPPED_SEEN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "apfol", "trickyf0x", "krzysiek", "zubair", "balveer"}
