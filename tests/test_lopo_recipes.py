@@ -84,3 +84,81 @@ def test_distil_targets_blend_the_label_with_the_pairs_opinion():
     assert y == pytest.approx(DISTIL_ALPHA * d.labels + (1 - DISTIL_ALPHA) * pair)
     score = Recipe("tight+distil", d, 1e-2, texture=pair).fit(np.ones(len(d.labels), bool))
     assert np.isfinite(score(np.arange(len(d.labels)))).all()
+
+
+def _with_native(d: Data, mirror: bool = True, seed: int = 1) -> Data:
+    """``d`` with native-patch features: (N, D), or (2, N, D) with the mirrored patches' features."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(len(d.labels), 5)).astype(np.float32) + d.labels[:, None]
+    d.native = np.stack([x, x + rng.normal(0, 0.1, x.shape).astype(np.float32)]) if mirror else x
+    return d
+
+
+def _with_crops(d: Data) -> Data:
+    """``d`` with person b's rows as repository tight crops (crops_*) and one watermarked live row."""
+    kind = d.kind.copy()
+    kind[(d.person == "b") & (kind == "frames")] = "crops"
+    kind[0] = "watermarked"
+    d.kind = kind
+    return d
+
+
+def test_native_bases_need_the_native_features_and_are_named_by_needs_native():
+    from converters.lopo.recipes import needs_native
+
+    assert needs_native(["tight", "three-view+texture"]) and needs_native(["native"])
+    assert not needs_native(["tight", "two-view-mirror+texture"])
+    for name in ("native", "three-view"):
+        with pytest.raises(DatasetError, match="native"):
+            Recipe(name, _data(), 1e-2)
+    with pytest.raises(DatasetError, match="mirrored patches"):  # three-view mirrors the patch like the crops
+        d = _with_native(_data(), mirror=False)
+        Recipe("three-view", d, 1e-2).fit(np.ones(len(d.labels), bool))
+
+
+def test_native_trains_and_is_judged_on_every_kind_like_tight_and_three_view_on_frames_like_two_view():
+    d = _with_native(_with_crops(_data()))
+    tight, native = Recipe("tight", d, 1e-2), Recipe("native", d, 1e-2)
+    three, two = Recipe("three-view", d, 1e-2), Recipe("two-view-mirror", d, 1e-2)
+    assert (native.train_ok == tight.train_ok).all() and (native.eval_ok == tight.eval_ok).all()
+    assert native.train_ok[d.kind == "crops"].all() and not native.train_ok[d.kind == "watermarked"].any()
+    assert (three.train_ok == two.train_ok).all() and (three.eval_ok == two.eval_ok).all()
+    assert not three.eval_ok[d.kind == "crops"].any() and three.train_tight[d.kind == "crops"].all()
+
+
+def test_three_view_fuses_the_two_view_heads_and_a_native_head_with_its_weights():
+    from converters.lopo.recipes import THREE_VIEW_WEIGHTS, VIEW_WEIGHTS
+
+    d = _with_native(_data())
+    d.tight_mirror, d.context_mirror = d.tight[:, ::-1].copy(), d.context[:, ::-1].copy()
+    mask, idx = np.ones(len(d.labels), bool), np.arange(len(d.labels))
+    three, two = Recipe("three-view", d, 1e-2), Recipe("two-view-mirror", d, 1e-2)
+    ht, hc = three.two_view_heads(mask)
+    two_view = two.fit(mask)(idx)
+    assert two_view == pytest.approx(VIEW_WEIGHTS[0] * ht.logit(d.tight) + VIEW_WEIGHTS[1] * hc.logit(d.context), abs=1e-5)
+    fused = three.fit(mask)(idx)
+    wt, wc, wn = THREE_VIEW_WEIGHTS
+    native_part = (fused - wt * ht.logit(d.tight) - wc * hc.logit(d.context)) / wn
+    # what is left is one head's logit on the native features: linear in them, and it tells live from spoof
+    a = np.c_[d.native[0], np.ones(len(idx))]
+    coef = np.linalg.lstsq(a, native_part, rcond=None)[0]
+    assert a @ coef == pytest.approx(native_part, abs=1e-4)
+    judged = three.eval_ok
+    assert native_part[judged & (d.labels == 1)].mean() > native_part[judged & (d.labels == 0)].mean()
+    assert sum(THREE_VIEW_WEIGHTS) == pytest.approx(1.0)
+
+
+def test_texture_veto_works_on_the_native_bases():
+    from converters.lopo.texture import TextureVeto
+
+    d = _with_native(_data())
+    d.tight_mirror, d.context_mirror = d.tight.copy(), d.context.copy()
+    pair = np.where(np.arange(len(d.labels)) % 2 == 0, 0.05, 0.95)  # the pair vetoes every other row
+    mask, idx = np.ones(len(d.labels), bool), np.arange(len(d.labels))
+    for base in ("native", "three-view"):
+        plain = Recipe(base, d, 1e-2).fit(mask)(idx)
+        vetoed = Recipe(base + "+texture", d, 1e-2, texture=pair, texture_threshold=0.3).fit(mask)
+        assert isinstance(vetoed, TextureVeto)
+        vetoed.align(idx[d.labels == 1], 0.02)
+        s = vetoed(idx)
+        assert (s <= plain + 1e-9).all() and (s[::2] < plain[::2]).any()

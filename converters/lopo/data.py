@@ -37,6 +37,7 @@ class Data:
     context: np.ndarray  # features (rows of crops_* hold the replicated-border view: never used)
     tight_mirror: np.ndarray | None = None  # features of the mirrored crops (load(mirror=True))
     context_mirror: np.ndarray | None = None
+    native: np.ndarray | None = None  # native-resolution patch features (lopo/native.py): (N, D) or, mirrored too, (2, N, D)
 
 
 def _identity(subject: str) -> str:

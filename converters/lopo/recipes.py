@@ -7,7 +7,10 @@ A recipe is a base and optional modifiers, written ``base[+synth][+distil][+text
   ``context`` (the context crop alone), ``two-view-concat`` (one head on both views), ``two-view-fusion``
   (mean logit of a tight head and a context head), ``two-view-weighted`` (the same, every person weighing
   the same, fused 0.3 tight + 0.7 context: ``VIEW_WEIGHTS``), ``two-view-mirror`` (two-view-weighted on
-  every crop and its mirror image: the shipped recipe);
+  every crop and its mirror image: the shipped recipe), ``native`` (one head on a patch of the frame at the
+  camera's own resolution, never resized: converters/lopo/native.py; every kind of data, like ``tight``),
+  ``three-view`` (two-view-mirror's two heads + a native-patch head on the patch and its mirror image,
+  every person weighing the same, fused 0.2 tight + 0.5 context + 0.3 native: ``THREE_VIEW_WEIGHTS``);
 - ``+synth``: also trains on the synthetic screen recaptures of the training people (``synth_*`` folders of
   recaptured frames, ``synthcrops_*`` of recaptured tight crops, tight view only; scripts/recapture_synth.py)
   as replay attacks. Synthetic rows are never judged and never set a
@@ -26,15 +29,21 @@ import numpy as np
 
 from converters.data.dataset import DatasetError
 
-BASE_RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror")
+BASE_RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror",
+                "native", "three-view")
 SYNTH, DISTIL, TEXTURE = "+synth", "+distil", "+texture"
 MODIFIERS = (SYNTH, DISTIL, TEXTURE)  # in this order after the base
 # the recipes a plain run compares (any base+modifiers combination is accepted by name)
 RECIPES = BASE_RECIPES + ("tight" + TEXTURE, "two-view-mirror" + TEXTURE)
-MIRRORED_BASES = {"two-view-mirror"}  # bases that also train on every crop's mirror image (data.load(mirror=True))
+MIRRORED_BASES = {"two-view-mirror", "three-view"}  # bases that also train on every crop's mirror image (data.load(mirror=True))
+NATIVE_BASES = {"native", "three-view"}  # bases that need Data.native (converters/lopo/native.py)
+ALL_KINDS_BASES = ("tight", "native")  # trained and judged on every kind of crop; the others on full frames only
 # two-view-weighted: the fused logit leans on the context view, which generalises to new people and
 # prints (NUAA 0006's prints fool the tight view), and keeps the tight view for faces seen up close
 VIEW_WEIGHTS = (0.3, 0.7)
+# three-view: the native patch (the screen's pixel grid and moire, which downscaling averages away) takes
+# a share of both, the context view keeps the largest
+THREE_VIEW_WEIGHTS = (0.2, 0.5, 0.3)
 SYNTH_KINDS = ("synth", "synthcrops")  # folders synth_* (recaptured frames) and synthcrops_* (recaptured tight crops: tight view only)
 SYNTH_SHARE = 0.5  # the synthetic replays' share of the attack class's training weight (+synth)
 DISTIL_ALPHA = 0.5  # the label's share of a +distil target; the pair's P(real) has the rest
@@ -60,6 +69,10 @@ def mirrored(names: list[str]) -> bool:
 
 def needs_texture(names: list[str]) -> bool:
     return any(parse(n)[1] & {DISTIL, TEXTURE} for n in names)
+
+
+def needs_native(names: list[str]) -> bool:
+    return any(parse(n)[0] in NATIVE_BASES for n in names)
 
 
 def needs_synth(names: list[str]) -> bool:
@@ -93,15 +106,17 @@ class Recipe:
         synth = np.isin(data.kind, SYNTH_KINDS)
         if SYNTH in mods and not synth.any():
             raise DatasetError(f"recipe {name} needs synth_* folders: cut them with scripts/lopo_data.sh --synth")
+        if base in NATIVE_BASES and data.native is None:
+            raise DatasetError(f"recipe {name} needs the native patches' features (converters/lopo/native.py native_features)")
         self.name, self.base, self.mods, self.d, self.l2 = name, base, mods, data, l2
         self.texture, self.texture_threshold = texture, texture_threshold
         self.synth, self.synth_share = synth, synth_share
         frames = np.isin(data.kind, ("frames", "synth"))  # a synthetic recapture of a frame is a whole camera frame
         use = (data.kind != "watermarked") & (~synth | (SYNTH in mods))
-        self.train_ok = use & (frames if base != "tight" else True)
+        self.train_ok = use & (frames if base not in ALL_KINDS_BASES else True)
         self.train_tight = use  # the two-view recipes' tight head learns from every kind of crop
         judged = ~synth
-        self.eval_ok = judged & ((frames | (data.kind == "watermarked")) if base != "tight" else True)
+        self.eval_ok = judged & ((frames | (data.kind == "watermarked")) if base not in ALL_KINDS_BASES else True)
 
     def targets(self) -> np.ndarray:
         y = self.d.labels.astype(np.float32)
@@ -136,6 +151,10 @@ class Recipe:
         if b in ("tight", "tight-frames"):
             h = self._head(d.tight, m, balanced=False)
             return lambda idx: h.logit(d.tight[idx])
+        if b == "native":
+            x = self.native()[0]
+            h = self._head(x, m, balanced=False)
+            return lambda idx: h.logit(x[idx])
         if b == "context":
             h = self._head(d.context, m, balanced=False)
             return lambda idx: h.logit(d.context[idx])
@@ -146,16 +165,30 @@ class Recipe:
         if b in ("two-view-weighted", "two-view-mirror"):
             ht, hc = self.two_view_heads(mask)
             return lambda idx: VIEW_WEIGHTS[0] * ht.logit(d.tight[idx]) + VIEW_WEIGHTS[1] * hc.logit(d.context[idx])
+        if b == "three-view":
+            x, x_mirror = self.native()
+            if x_mirror is None:
+                raise DatasetError(f"recipe {self.name} needs the mirrored patches' features: native_features(..., mirror=True)")
+            ht, hc = self.two_view_heads(mask)
+            # like the tight head, the patch head learns from every kind of crop (a tight crop's centre is skin too)
+            hn = self._head(x, mask & self.train_tight, True, x_mirror)
+            wt, wc, wn = THREE_VIEW_WEIGHTS
+            return lambda idx: wt * ht.logit(d.tight[idx]) + wc * hc.logit(d.context[idx]) + wn * hn.logit(x[idx])
         mt = mask & self.train_tight  # the tight head learns from every person, the context head from full frames
         ht = self._head(d.tight, mt, balanced=False)
         hc = self._head(d.context, m, balanced=False)
         return lambda idx: 0.5 * (ht.logit(d.tight[idx]) + hc.logit(d.context[idx]))
 
+    def native(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(native patch features, their mirrored patches' features or None) of Data.native: (N, D) or (2, N, D)."""
+        x = self.d.native
+        return (x[0], x[1]) if x.ndim == 3 else (x, None)
+
     def two_view_heads(self, mask: np.ndarray):
-        """(tight head, context head) of a two-view-weighted/-mirror base on the rows in ``mask``: the tight head
-        learns from every kind of crop, the context head from full frames (and synthetic recaptures)."""
+        """(tight head, context head) of a two-view-weighted/-mirror or three-view base on the rows in ``mask``: the
+        tight head learns from every kind of crop, the context head from full frames (and synthetic recaptures)."""
         d = self.d
-        if self.base not in ("two-view-weighted", "two-view-mirror"):
+        if self.base not in ("two-view-weighted", "two-view-mirror", "three-view"):
             raise DatasetError(f"recipe {self.name} has no weighted two-view heads")
         mirror_t = mirror_c = None
         if self.base in MIRRORED_BASES:

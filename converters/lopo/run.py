@@ -40,7 +40,8 @@ from converters.measure import pad_metrics
 from converters.data.dataset import DatasetError
 from converters.lopo.data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
 from converters.lopo.data import sigmoid as _sigmoid
-from converters.lopo.recipes import RECIPES, SYNTH_SHARE, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_texture, parse
+from converters.lopo.recipes import (RECIPES, SYNTH_SHARE, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_native, needs_texture,
+                                     parse)
 from converters.lopo.report import plot, shipped_report
 
 __all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main", "threshold_for_bpcer", "load", "N_GROUPS"]
@@ -178,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             parse(n)  # an unknown recipe is one line before minutes of features
         data = load(root, args.weights, None, Path(args.cache) if args.cache else root / ".features",
                     mirror=mirrored(names))
+        if needs_native(names):
+            from converters.lopo.native import native_features
+
+            data.native = native_features(root, data, args.weights, Path(args.cache) if args.cache else root / ".features",
+                                          mirror=mirrored(names))
         texture = None
         if needs_texture(names):
             from converters.lopo.texture import texture_scores

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from converters.data.crop_folders import rows_of
+from converters.data.dataset import DatasetError
 from converters.lopo.data import Data, threshold_for_bpcer
 
 _EPS = 1e-6
@@ -67,7 +68,7 @@ def texture_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndar
         kind = d.name.split("_", 1)[0]
         rows += [(kind, r.get("source") or str(r["path"]), int(r.get("frame") or 0)) for r in rows_of(d)]
     if len(rows) != len(data.labels):
-        raise ValueError(f"{root}: {len(rows)} index rows but {len(data.labels)} LOPO rows: cut the data again")
+        raise DatasetError(f"{root}: {len(rows)} index rows but {len(data.labels)} LOPO rows: cut the data again")
     key = hashlib.sha256(repr((rows, [m.sha256 for m in pair.models])).encode()).hexdigest()[:16]
     cached = (cache / f"texture_{key}.npy") if cache else None
     if cached is not None and cached.is_file():
