@@ -113,7 +113,10 @@ class Pipeline:
         self.settings = settings
         self.models = models
         self.finder = FaceFinder(models.detector, models.landmarker, settings.detection)
-        self.blink = BlinkDetector(settings.blink, models.eyes, models.blink)
+        # one eye a run (schedule.eyes_per_run) only where a blink model judges the window: the
+        # signals `blinks train` extracts (no model yet) read both eyes on every frame
+        self.blink = BlinkDetector(settings.blink, models.eyes, models.blink,
+                                   settings.schedule.eyes_per_run if models.blink is not None else 2)
         self.motion = HeadMotion(settings.active)
         info = models.info
         if settings.decision.threshold is not None:
@@ -239,7 +242,8 @@ class Pipeline:
             ts=frame.ts, n_faces=view.n_faces, n_large_faces=view.n_large_faces, face_frac=face_frac,
             yaw=pose.yaw if pose else None, pitch=pose.pitch if pose else None, roll=pose.roll if pose else None,
             p_live=p_live, ear_left=eyes.ear_left if eyes else nan, ear_right=eyes.ear_right if eyes else nan,
-            eyes_visible=eyes.visible if eyes else False, blink=eyes.blink if eyes else False, motions=motions,
+            # a frame that read one eye (schedule.eyes_per_run = 1) gives the attempt's EAR evidence nothing
+            eyes_visible=_both_eyes(eyes), blink=eyes.blink if eyes else False, motions=motions,
             departures=tuple(self.motion.departures))
         outputs = self.engine.update(obs)
         ms["decide"] = (clock() - t) * 1e3
@@ -274,6 +278,10 @@ class Pipeline:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+
+def _both_eyes(eyes: EyeSample | None) -> bool:
+    return eyes is not None and eyes.visible and not (math.isnan(eyes.ear_left) or math.isnan(eyes.ear_right))
 
 
 def build_pipeline(settings: Settings, models: Models | None = None) -> Pipeline:

@@ -180,3 +180,27 @@ def test_the_eye_model_stops_once_the_blink_check_has_passed(face_models):
     after = [r for r in res[blinks[0] + 1:] if r.attempt]
     assert after and all("eyes" not in r.ms for r in after), "no eye model (nor mesh eyelids) once a blink no longer counts"
     assert any("eyes" in r.ms for r in att[: blinks[0]])
+
+
+def test_one_eye_a_run_in_the_pipeline_decides_as_both_eyes_did(portrait):
+    # schedule.eyes_per_run = 1: the eye model's frames stay the same, each reads one eye in turn (one
+    # invoke); the attempt's first reads both so the blink window starts on both eyes
+    import math
+
+    results = {}
+    for epr in (2, 1):
+        p = _pipeline(schedule={"eyes_per_run": epr})
+        results[epr] = [p.process(f) for f in portrait]
+    one, two = results[1], results[2]
+    eye_frames = [k for k, r in enumerate(one) if r.attempt and "eyes" in r.ms]
+    assert eye_frames == [k for k, r in enumerate(two) if r.attempt and "eyes" in r.ms]
+    first, later = one[eye_frames[0]].obs, [one[k].obs for k in eye_frames[1:]]
+    assert first.eyes_visible and not (math.isnan(first.ear_left) or math.isnan(first.ear_right))
+    one_eye = [o for o in later if math.isnan(o.ear_left) != math.isnan(o.ear_right)]
+    assert len(one_eye) >= len(later) // 2, "most runs read one eye"
+    # a frame that read one eye counts as no EAR evidence (never a NaN in the attempt's evidence)
+    assert not any(o.eyes_visible for o in one_eye)
+    decided = {k: [o for r in v for o in r.outputs if o.kind == "decision"] for k, v in results.items()}
+    assert [(d.result, d.reason) for d in decided[1]] == [(d.result, d.reason) for d in decided[2]]
+    ev = decided[1][0].evidence
+    assert ev["ear_baseline"] is not None and not math.isnan(ev["ear_baseline"])

@@ -39,10 +39,11 @@ CAMERA_FPS = 30.0
 
 def variants(parallel: bool) -> dict[str, dict[str, Any]]:
     """Variant name -> ``[schedule]`` overrides."""
-    out: dict[str, dict[str, Any]] = {EVERY_FRAME: {"every_frame": True, "parallel": False},
+    # the path before scheduling read both eyes on every frame; the scheduled one keeps the config's eyes_per_run
+    out: dict[str, dict[str, Any]] = {EVERY_FRAME: {"every_frame": True, "parallel": False, "eyes_per_run": 2},
                                       SCHEDULED: {"every_frame": False, "parallel": False}}
     if parallel:
-        out[EVERY_FRAME + "_parallel"] = {"every_frame": True, "parallel": True}
+        out[EVERY_FRAME + "_parallel"] = {"every_frame": True, "parallel": True, "eyes_per_run": 2}
         out[SCHEDULED + "_parallel"] = {"every_frame": False, "parallel": True}
     return out
 
@@ -103,7 +104,8 @@ def compare(res_variants: dict[str, dict[str, Any]], main: str, schedule) -> dic
     return {"headline": {"fps_during_attempts": m["fps_during_attempts"], "fps": m["fps"], "variant": main,
                          "fps_during_attempts_every_frame": b, "fps_during_attempts_scheduled": a,
                          "speedup_during_attempts": _r(a / b, 2) if a and b else None},
-            "schedule": {"passive_scores_per_s": schedule.passive_scores_per_s, "eye_model_per_s": schedule.eye_model_per_s},
+            "schedule": {"passive_scores_per_s": schedule.passive_scores_per_s, "eye_model_per_s": schedule.eye_model_per_s,
+                         "eyes_per_run": schedule.eyes_per_run},
             "ms_per_attempt_frame": stages, "same_decisions": same, "variants": res_variants}
 
 
@@ -133,7 +135,8 @@ def markdown(att: dict[str, Any], pi: dict[str, Any]) -> str:
          f"Same frames, same run: every model on every attempt frame {_f(h['fps_during_attempts_every_frame'])} fps, "
          f"scheduled {_f(h['fps_during_attempts_scheduled'])} fps (**{_f(h['speedup_during_attempts'])}x**; "
          f"schedule.passive_scores_per_s = {_f(att['schedule']['passive_scores_per_s'])}, "
-         f"schedule.eye_model_per_s = {_f(att['schedule']['eye_model_per_s'])}). Decisions the same: {_f(att['same_decisions'])}.", "",
+         f"schedule.eye_model_per_s = {_f(att['schedule']['eye_model_per_s'])}, "
+         f"schedule.eyes_per_run = {_f(att['schedule'].get('eyes_per_run', 2))}). Decisions the same: {_f(att['same_decisions'])}.", "",
          "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     rows = [("fps during attempts (best of the passes, frame by frame)", "fps_during_attempts"), ("fps overall", "fps"),
             ("attempt frames / frames", None), ("CPU ms per attempt frame", "cpu_ms_per_attempt_frame")]

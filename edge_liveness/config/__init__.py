@@ -160,6 +160,7 @@ class DecisionConfig(Section):
 class ScheduleConfig(Section):
     passive_scores_per_s: float = Field(12.0, gt=0, le=240, description="passive liveness scores per second (each passive model) while an attempt collects; the verdict is a median over seconds (docs/decision.md#scheduling)")
     eye_model_per_s: float = Field(30.0, gt=0, le=240, description="eye-contour model runs per second while a blink can count: the rate the blink model resamples the eyelids to; at 30 fps every frame the passive model leaves (docs/decision.md#scheduling)")
+    eyes_per_run: int = Field(1, ge=1, le=2, description="eyes the eye-contour model reads a run: 2 = both (two invokes); 1 = one eye a run, in turn (one invoke; each eye interpolated on its own; both eyes until the open level exists, after a gap and on a frame whose eye reads lowered; the near eye alone while the head is turned) (docs/decision.md#scheduling)")
     every_frame: bool = Field(False, description="true: every model on every frame an attempt can use it (the path before scheduling, for comparison)")
     parallel: bool = Field(False, description="true: models due on the same frame run side by side in threads instead of on separate frames")
 

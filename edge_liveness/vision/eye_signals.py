@@ -7,6 +7,10 @@ per second: a jerk of the head blurs the eyes and throws the landmarks off them)
 
 Without the eye model the mesh's six EAR points stand in for both openness measures; the mesh's lids
 hardly move when eyes shut, so that is a degraded mode (logged when the model is missing).
+
+With ``schedule.eyes_per_run = 1`` the eye model reads one eye a run (``EyeReads`` with the other
+None): that eye's values are NaN on the frame while ``visible`` stays true. The eye is missing there,
+neither open nor closed; the blink window interpolates each eye's series on its own.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_liveness.vision.eyes import EyePair
+from edge_liveness.vision.eyes import EyeContour, EyePair
 
 # Mesh EAR points p1..p6 (subject's sides, unmirrored camera); see docs/vision.md.
 RIGHT_EYE_EAR = (33, 160, 158, 133, 153, 144)
@@ -58,9 +62,18 @@ def mesh_ears(points: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class EyeReads:
+    """The eye model's contours on one frame when it may read one eye a run: None = not read."""
+
+    left: EyeContour | None  # the subject's left eye
+    right: EyeContour | None
+
+
+@dataclass(frozen=True)
 class EyeSignals:
     ts: float
     visible: bool
+    # NaN: not visible, or (visible) this eye was not read on this frame (schedule.eyes_per_run = 1)
     ear_left: float = math.nan  # subject's left eye
     ear_right: float = math.nan
     lid_left: float = math.nan
@@ -90,7 +103,7 @@ class SignalExtractor:
                 return False
         return True
 
-    def update(self, ts: float, points: np.ndarray | None, eyes: EyePair | None,
+    def update(self, ts: float, points: np.ndarray | None, eyes: EyePair | EyeReads | None,
                frame_shape: tuple[int, ...] | None) -> EyeSignals:
         if points is None or not self.visible(points, frame_shape):
             self._prev = None
@@ -101,22 +114,45 @@ class SignalExtractor:
             dt = max(ts - self._prev[0], 1e-3)
             speed = float(np.linalg.norm(mid - self._prev[1])) / max(min(eye_widths(points)), 1e-6) / dt
         self._prev = (ts, mid)
+        read = (True, True)
         if eyes is not None:
-            el, er = ear_from_points(eyes.left.ear_points), ear_from_points(eyes.right.ear_points)
-            ll, lr = lid_gap(eyes.left.contour), lid_gap(eyes.right.contour)
+            read = (eyes.left is not None, eyes.right is not None)
+            el, ll = _openness(eyes.left)
+            er, lr = _openness(eyes.right)
             source = "eye_model"
         else:
             el, er = mesh_ears(points)
             ll, lr = el, er
             source = "mesh"
-        if any(math.isnan(v) for v in (el, er, ll, lr)):
+        if any(math.isnan(v) for v, r in zip((el, ll, er, lr), (read[0], read[0], read[1], read[1])) if r):
             return EyeSignals(ts, False)
         # A head turned aside shows the far eye foreshortened; its crop is mostly nose and cheek and
         # reads as open through a blink (apfol_real2.webm frames 39-43: near eye EAR 0.125, far eye,
-        # 0.72-0.78 of the near one's width, 0.29-0.38). Both eyes then report the near eye.
-        wl, wr = eye_widths(points)
-        if wl < FAR_EYE_RATIO * wr:
+        # 0.72-0.78 of the near one's width, 0.29-0.38). Both eyes then report the near eye (NaN
+        # when only the far one was read: its reading is no eye's).
+        far = far_eye(points)
+        if far == "left":
             el, ll = er, lr
-        elif wr < FAR_EYE_RATIO * wl:
+        elif far == "right":
             er, lr = el, ll
+        if math.isnan(el) and math.isnan(er):
+            return EyeSignals(ts, False)
         return EyeSignals(ts, True, el, er, ll, lr, speed, source)
+
+
+def far_eye(points: np.ndarray) -> str | None:
+    """The subject's eye ("left" or "right") a turned head foreshortens: its reading stands for
+    neither eye (the near one reports both). None for a frontal face."""
+    wl, wr = eye_widths(points)
+    if wl < FAR_EYE_RATIO * wr:
+        return "left"
+    if wr < FAR_EYE_RATIO * wl:
+        return "right"
+    return None
+
+
+def _openness(eye: EyeContour | None) -> tuple[float, float]:
+    """(EAR, lid gap) of one eye's contour; NaN for an eye not read."""
+    if eye is None:
+        return math.nan, math.nan
+    return ear_from_points(eye.ear_points), lid_gap(eye.contour)

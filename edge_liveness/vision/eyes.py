@@ -109,6 +109,14 @@ class EyeRefiner:
         inv_right, inv_left = self._fill(frame_bgr, points)
         return EyePair(left=self._infer(1, inv_left), right=self._infer(0, inv_right))
 
+    def run_one(self, frame_bgr: np.ndarray, points: np.ndarray, eye: str) -> EyeContour:
+        """One eye (``"left"`` or ``"right"``, the subject's) through the model: one invoke, the same crop,
+        mirroring and slot ``run`` gives it (``schedule.eyes_per_run = 1``)."""
+        slot, mirror = (1, True) if eye == "left" else (0, False)
+        outer, inner = EYE_CORNERS[eye]
+        inv = self._crop_eye(frame_bgr, points[outer, :2], points[inner, :2], mirror=mirror, slot=slot)
+        return self._infer(slot, inv)
+
     def crops(self, frame_bgr: np.ndarray, points: np.ndarray) -> np.ndarray:
         """A copy of the model input ``run`` would give for this face: [2,64,64,3] in the model's input
         type, row 0 the subject's right eye, row 1 the left eye mirrored (calibration and checks)."""
