@@ -109,3 +109,27 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not the pinned eye model" in r.stderr
     r = subprocess.run(cmd + ["score", str(tmp_path), "--eyes", str(INT8)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no video under" in r.stderr
+
+
+def test_config_can_pick_the_bundled_int8_eye_model_and_it_is_verified(tmp_path, monkeypatch):
+    # `models.eyes = "iris_landmark_int8.tflite"` loads the copy shipped in the package, pinned by sha256
+    # like the wheel's models; an altered copy is refused with one line, never loaded
+    from edge_liveness.config import load_settings
+    from edge_liveness.vision import runtime
+    from edge_liveness.vision.modelstore import BUNDLED_ALTERNATIVES
+
+    s = load_settings()
+    s = s.model_copy(update={"models": s.models.model_copy(update={"eyes": "iris_landmark_int8.tflite", "dir": str(tmp_path)})})
+    store = ModelStore.from_settings(s)
+    assert store.locate("eyes") == runtime.bundled_model_path("iris_landmark_int8.tflite")
+    assert BUNDLED_ALTERNATIVES["eyes"]["iris_landmark_int8.tflite"] == json.loads(INT8.with_suffix(".json").read_text())["sha256"]
+    refiner = EyeRefiner.from_settings(s)
+    assert refiner is not None and refiner.model.input.dtype == np.int8
+    altered = tmp_path / "iris_landmark_int8.tflite"
+    altered.write_bytes(INT8.read_bytes()[:-1] + b"\0")
+    monkeypatch.setattr(runtime, "bundled_model_path", lambda name: tmp_path / name)
+    with pytest.raises(runtime.ModelError) as e:
+        store.locate("eyes")
+    assert "\n" not in str(e.value) and "7290a8fdab48" in str(e.value)
+    with pytest.raises(runtime.ModelError, match="reinstall"):
+        store.fetch(tmp_path / "no.whl", log=lambda m: None)

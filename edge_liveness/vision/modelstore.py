@@ -58,6 +58,12 @@ MODELS: tuple[PinnedModel, ...] = (
                 required=False),
 )
 FETCH_HINT = "run `edge-liveness models fetch`"
+# Files this project made from a pinned model and ships in the package (models/README.md), that a
+# models.<key> may name instead of the wheel's file: key -> {file name: sha256}. The int8 eye model
+# (converters/blink/iris_int8.py) is opt-in: `models.eyes = "iris_landmark_int8.tflite"`.
+BUNDLED_ALTERNATIVES: dict[str, dict[str, str]] = {
+    "eyes": {"iris_landmark_int8.tflite": "7290a8fdab48241e70d3de3a08e292ba5bf9222d4808ff9cb1f231944b252696"},
+}
 
 
 def sha256_file(path: Path) -> str:
@@ -74,6 +80,7 @@ class ModelState:
     path: Path
     status: str  # "ok", "missing", "bad-hash"
     sha256: str | None = None
+    expected: str | None = None  # the pinned sha256 this file must have (a bundled alternative's, or the wheel's)
 
     @property
     def ok(self) -> bool:
@@ -92,19 +99,28 @@ class ModelStore:
         m = settings.models
         return cls(m.dir, {"detector": m.detector, "landmarks": m.landmarks, "eyes": m.eyes})
 
+    def _bundled(self, key: str) -> str | None:
+        """The pinned sha256 when models.<key> names a bundled alternative, else None."""
+        return BUNDLED_ALTERNATIVES.get(key, {}).get(str(self.names.get(key) or ""))
+
     def path(self, key: str) -> Path:
         model = _by_key(key)
         name = self.names.get(key) or model.filename
+        if self._bundled(key):
+            from edge_liveness.vision.runtime import bundled_model_path
+
+            return bundled_model_path(name)
         p = Path(name).expanduser()
         # An absolute name in the config points at a file elsewhere; a bare name lives in dir.
         return p if p.is_absolute() else self.dir / p
 
     def state(self, model: PinnedModel) -> ModelState:
         p = self.path(model.key)
+        expected = self._bundled(model.key) or model.sha256
         if not p.is_file():
-            return ModelState(model, p, "missing")
+            return ModelState(model, p, "missing", expected=expected)
         digest = sha256_file(p)
-        return ModelState(model, p, "ok" if digest == model.sha256 else "bad-hash", digest)
+        return ModelState(model, p, "ok" if digest == expected else "bad-hash", digest, expected)
 
     def states(self) -> list[ModelState]:
         return [self.state(m) for m in MODELS]
@@ -116,7 +132,7 @@ class ModelStore:
             raise ModelError(f"{st.model.key} model {st.path} is missing: {FETCH_HINT}")
         if st.status == "bad-hash":
             raise ModelError(f"{st.model.key} model {st.path} has sha256 {st.sha256[:12]}..., expected "
-                             f"{st.model.sha256[:12]}... (corrupt or replaced): {FETCH_HINT}")
+                             f"{(st.expected or st.model.sha256)[:12]}... (corrupt or replaced): {FETCH_HINT}")
         return st.path
 
     def check(self) -> dict[str, Path]:
@@ -138,10 +154,14 @@ class ModelStore:
     def fetch(self, wheel: str | Path | None = None, log=None) -> list[ModelState]:
         """Put every missing or wrong model in place from the pinned wheel; idempotent."""
         log = log or _stderr
-        todo = [st for st in self.states() if not st.ok]
+        # a bundled alternative comes with the package, not from the wheel: a bad one needs a reinstall
+        todo = [st for st in self.states() if not st.ok and not self._bundled(st.model.key)]
         for st in self.states():
             if st.ok:
                 log(f"{st.model.key}: {st.path} present, sha256 ok")
+            elif self._bundled(st.model.key):
+                raise ModelError(f"{st.model.key} model {st.path} (bundled with the package) is {st.status}: "
+                                 f"reinstall edge-liveness, or set models.{st.model.key} back to the wheel's file")
         if not todo:
             log("nothing to do: all models present and verified")
             return self.states()
