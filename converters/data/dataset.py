@@ -83,17 +83,32 @@ class FaceCropper:
 
     def crop_views(self, frame_bgr: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, int]:
         """(tight crop, context crop or None when no ``context_scale``, number of faces); both from the same anchors."""
+        v = self.views(frame_bgr)
+        return v.tight, v.context, v.n_faces
+
+    def views(self, frame_bgr: np.ndarray) -> "CropViews":
+        """The largest face's crops and its mesh (None when the mesh did not take: the detector's anchors cut the crops)."""
         from edge_liveness.vision.align import align_crop, context_crop
 
         faces = self.detector.detect(frame_bgr)
         if not faces:
-            return None, None, 0
+            return CropViews(None, None, 0, None)
         face = max(faces, key=lambda f: f.area)
         lm = self.landmarker.run(frame_bgr, face.anchors())
-        anchors = lm.anchors() if lm is not None and lm.presence >= 0.5 else face.anchors()
+        if lm is not None and lm.presence < 0.5:
+            lm = None
+        anchors = lm.anchors() if lm is not None else face.anchors()
         tight = align_crop(frame_bgr, anchors, self.size, self.margin).image
         ctx = context_crop(frame_bgr, anchors, self.size, self.context_scale).image if self.context_scale else None
-        return tight, ctx, len(faces)
+        return CropViews(tight, ctx, len(faces), lm)
+
+
+@dataclass
+class CropViews:
+    tight: np.ndarray | None
+    context: np.ndarray | None
+    n_faces: int
+    landmarks: object | None  # edge_liveness.vision.landmarks.FaceLandmarks of the largest face, when the mesh took
 
 
 def label_from_path(path: Path) -> str | None:

@@ -8,6 +8,11 @@ are counted and listed, never silently dropped.
 Each image goes through the device's own detector + face mesh + aligned crop (``--no-detect``: the
 images already are crops, resized to the model's input when needed). ``.tflite`` models run through
 the device runtime; ``.keras`` models through Keras (TensorFlow imported only then).
+
+Images are judged as the daemon judges a frame: the liveness model's P(live) and, while the config
+keeps ``models.texture`` on (the default), the texture pair's veto on the same face
+(``edge_liveness.liveness.fusion``). ``--no-texture`` judges the model alone; the JSON's ``texture``
+block always reports the model alone beside the fused verdict, so one run shows both.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -42,6 +47,8 @@ class Scorer:
     threshold: float | None
     name: str
     context_scale: float | None = None  # a two-view model: it also needs align.context_crop at this scale
+    texture: Any = None  # edge_liveness.liveness.minifasnet.MiniFASNetPair: the daemon's veto (models.texture), or None
+    texture_threshold: float = 0.3  # decision.texture_threshold
 
 
 def load_scorer(path: Path, num_threads: int = 2) -> Scorer:
@@ -87,6 +94,7 @@ class EvalResult:
     scores: list[float] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     attack_types: list[str] = field(default_factory=list)
+    texture_scores: list[float | None] = field(default_factory=list)  # the pair's P(real); None: no mesh, no vote
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     non_image: list[str] = field(default_factory=list)
@@ -122,17 +130,24 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         if img is None:
             res.unreadable.append(str(p))
             continue
-        ctx = None
+        ctx, p_tex = None, None
         if cropper is not None:
             try:
-                crop, ctx, _ = cropper.crop_views(img)
+                v = cropper.views(img)
             except ValueError:
-                crop = None
-            if crop is None:
+                v = None
+            if v is None or v.tight is None:
                 res.no_face.append(str(p))
                 continue
+            crop, ctx = v.tight, v.context
+            if scorer.texture is not None and v.landmarks is not None:
+                p_tex = scorer.texture.score_landmarks(img, v.landmarks).p_real
         else:
             crop = img if img.shape[:2] == (scorer.size, scorer.size) else cv2.resize(img, (scorer.size, scorer.size), interpolation=cv2.INTER_AREA)
+            if scorer.texture is not None:  # a crop is all face: the pair's window is the whole image
+                h, w = img.shape[:2]
+                p_tex = scorer.texture.score(img, (0.0, 0.0, float(w - 1), float(h - 1))).p_real
+        res.texture_scores.append(p_tex)
         res.labels.append(1 if label == "live" else 0)
         views = (crop,) if ctx is None else (crop, ctx)
         res.scores.append(scorer.predict_bgr(*(np.ascontiguousarray(v) for v in views)))
@@ -145,8 +160,29 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
     return res
 
 
-def summarise(res: EvalResult, threshold: float, model_name: str) -> dict:
-    y, s = np.asarray(res.labels, np.int64), np.asarray(res.scores, np.float64)
+def verdicts(res: EvalResult, threshold: float, texture_threshold: float) -> np.ndarray:
+    """Each image's P(live) as the daemon decides it: the model's, vetoed by the texture pair where it scored."""
+    from edge_liveness.liveness.fusion import fuse
+
+    return np.asarray([fuse(p, threshold, t, texture_threshold) for p, t in zip(res.scores, res.texture_scores)], np.float64)
+
+
+def _texture_block(res: EvalResult, y: np.ndarray, threshold: float, texture_threshold: float | None) -> dict:
+    """What the texture pair changed: the model alone beside the fused verdict (one run shows both)."""
+    if texture_threshold is None:
+        return {"on": False}
+    alone = pad_metrics.rates(y, np.asarray(res.scores, np.float64), threshold)
+    t = np.asarray([np.nan if v is None else v for v in res.texture_scores], np.float64)
+    vetoed = (t < texture_threshold) & (np.asarray(res.scores, np.float64) >= threshold)
+    return {"on": True, "threshold": texture_threshold, "unscored_no_mesh": int(np.isnan(t).sum()),
+            "vetoed_live": int((vetoed & (y == 1)).sum()), "vetoed_spoof": int((vetoed & (y == 0)).sum()),
+            "model_alone": {"apcer": alone.apcer, "bpcer": alone.bpcer, "acer": alone.acer, "auc": alone.auc}}
+
+
+def summarise(res: EvalResult, threshold: float, model_name: str, texture_threshold: float | None = None) -> dict:
+    """Metrics of the images' verdicts; ``texture_threshold`` (models.texture on) fuses the pair's veto in."""
+    y = np.asarray(res.labels, np.int64)
+    s = verdicts(res, threshold, texture_threshold) if texture_threshold is not None else np.asarray(res.scores, np.float64)
     r = pad_metrics.rates(y, s, threshold)
     return {
         "model": model_name,
@@ -163,6 +199,7 @@ def summarise(res: EvalResult, threshold: float, model_name: str) -> dict:
         "auc": r.auc,
         "accuracy": r.accuracy,
         "threshold": threshold,
+        "texture": _texture_block(res, y, threshold, texture_threshold),
         "apcer_per_attack": pad_metrics.apcer_per_attack(y, s, res.attack_types, threshold) if len(y) else {},
         "skipped_files": {"no_face": res.no_face, "unreadable": res.unreadable, "non_image": res.non_image,
                           "unlabelled": res.unlabelled},
@@ -180,6 +217,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--per-file", action="store_true", help="one line per video: its attempts and their outcomes")
     parser.add_argument("--no-detect", action="store_true", help="images are already aligned crops")
+    parser.add_argument("--no-texture", action="store_true",
+                        help="images: judge the liveness model alone, without the texture pair's veto (models.texture)")
     parser.add_argument("--threshold", type=float, help="P(live) threshold (default: the manifest's, else 0.5)")
     parser.add_argument("--config", "-c", help="videos: the daemon config whose policy is judged (default: built-in)")
     parser.add_argument("--active", choices=["off", "blink", "turn", "blink_and_turn", "challenge"],
@@ -201,6 +240,8 @@ def _videos(args, videos: list[Path], root: Path) -> dict:
         raise EvaluateError(f"{model}: videos run through the daemon's pipeline, which needs the .tflite model "
                             f"(convert it with `edge-liveness convert`)")
     overrides: dict = {"models": {"liveness": str(model.resolve())}}
+    if getattr(args, "no_texture", False):
+        overrides["models"]["texture"] = False
     if args.active:
         overrides["active"] = {"mode": args.active}
     if args.threshold is not None:
@@ -209,6 +250,21 @@ def _videos(args, videos: list[Path], root: Path) -> dict:
     pipeline = build_pipeline(settings)
     ev = evaluate_videos(pipeline, videos, root, progress=not args.json)
     return summarise_videos(ev, settings)
+
+
+def _attach_texture(scorer: Scorer, args) -> float | None:
+    """The daemon's texture veto for images, as the config (``--config``, else built-in) sets it; None when off."""
+    from edge_liveness.config import load_settings
+
+    if getattr(args, "no_texture", False):
+        return None
+    settings = load_settings(getattr(args, "config", None))
+    if not settings.models.texture:
+        return None
+    from edge_liveness.liveness.minifasnet import MiniFASNetPair
+
+    scorer.texture, scorer.texture_threshold = MiniFASNetPair(num_threads=1), settings.decision.texture_threshold
+    return scorer.texture_threshold
 
 
 def main(args) -> int:
@@ -224,9 +280,10 @@ def main(args) -> int:
     try:
         if has_images or not videos:
             scorer = load_scorer(Path(args.model))
+            texture_threshold = _attach_texture(scorer, args)
             res = score_folder(scorer, data_dir, detect=not args.no_detect, progress=not args.json)
             thr = args.threshold if args.threshold is not None else scorer.threshold if scorer.threshold is not None else 0.5
-            out = summarise(res, float(thr), scorer.name)
+            out = summarise(res, float(thr), scorer.name, texture_threshold)
         if videos:
             out["videos"] = _videos(args, videos, data_dir if data_dir.is_dir() else data_dir.parent)
     except ConfigError as e:
@@ -243,6 +300,13 @@ def main(args) -> int:
             for k in ("model", "n_images", "n_live", "n_spoof", "no_face", "unreadable", "non_image", "unlabelled",
                       "apcer", "bpcer", "acer", "auc", "threshold"):
                 print(f"{k:>11}: {_fmt(out[k])}")
+            tx = out["texture"]
+            if tx["on"]:
+                a = tx["model_alone"]
+                print(f"{'texture':>11}: veto on (P(real) < {tx['threshold']}): {tx['vetoed_spoof']} attacks and "
+                      f"{tx['vetoed_live']} live images vetoed; model alone APCER {_fmt(a['apcer'])} BPCER {_fmt(a['bpcer'])}")
+            else:
+                print(f"{'texture':>11}: off (the liveness model alone)")
             for t, v in out["apcer_per_attack"].items():
                 print(f"{'apcer_' + t:>11}: {v:.4f}")
         for kind, lst in out.get("skipped_files", {}).items():

@@ -1,0 +1,67 @@
+"""`evaluate` on images judges what the daemon decides: the liveness model vetoed by the texture pair.
+
+Real crops of tranvanluyt's screen replay (../shared/data/liveness/selfie_replay): the two-view model
+alone calls these attack crops live (the crop has no bezel to see), and the pair calls them screens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import pytest
+
+from conftest import REPO
+from converters.reports import evaluate
+
+MODEL = REPO / "models" / "liveness_two_view_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def replay_crops(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("texture_eval")
+    src = shared_data / "liveness" / "selfie_replay" / "tranvanluyt"
+    for label, dest in (("fake", root / "spoof" / "replay"), ("real", root / "live")):
+        dest.mkdir(parents=True)
+        files = sorted((src / label).glob("*.png"))[:6]
+        if len(files) < 6:
+            pytest.skip(f"{src / label}: fewer than 6 crops")
+        for f in files:
+            shutil.copyfile(f, dest / f.name)
+    return root
+
+
+def _run(folder, capsys, **kw) -> dict:
+    args = argparse.Namespace(model=str(MODEL), data_dir=str(folder), json=True, no_detect=False, threshold=None, **kw)
+    assert evaluate.main(args) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_pair_vetoes_the_screen_the_model_alone_lets_in(replay_crops, face_models, capsys):
+    fused = _run(replay_crops, capsys)
+    alone = _run(replay_crops, capsys, no_texture=True)
+    assert fused["n_spoof"] == alone["n_spoof"] == 6 and fused["n_live"] == alone["n_live"] == 6
+    assert fused["texture"]["on"] and not alone["texture"]["on"]
+    # the JSON's model_alone block is the --no-texture run, so one run shows both
+    assert fused["texture"]["model_alone"]["apcer"] == pytest.approx(alone["apcer"])
+    assert fused["texture"]["model_alone"]["bpcer"] == pytest.approx(alone["bpcer"])
+    assert alone["apcer"] >= 0.5  # the model alone is fooled by most of these crops
+    assert fused["apcer"] == 0.0 and fused["texture"]["vetoed_spoof"] >= 3
+    assert fused["bpcer"] == alone["bpcer"] == 0.0  # and no real crop of his is vetoed
+
+
+def test_a_fused_verdict_is_never_above_the_model_alone(replay_crops, face_models):
+    scorer = evaluate.load_scorer(MODEL)
+    t = evaluate._attach_texture(scorer, argparse.Namespace(no_texture=False, config=None))
+    res = evaluate.score_folder(scorer, replay_crops, progress=False)
+    v = evaluate.verdicts(res, scorer.threshold, t)
+    assert len(v) == 12 and all(p is not None for p in res.texture_scores)
+    assert all(f <= s + 1e-9 for f, s in zip(v, res.scores))
+
+
+def test_config_with_the_texture_off_judges_the_model_alone(replay_crops, face_models, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[models]\ntexture = false\n")
+    out = _run(replay_crops, capsys, config=str(cfg))
+    assert out["texture"] == {"on": False} and out["apcer"] >= 0.5
