@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_liveness.vision.align import align_crop, context_crop
+from edge_liveness.vision.align import FaceAnchors, align_crop, context_crop
 from edge_liveness.blink.detector import BlinkDetector, EyeSample, load_blink_model
 from edge_liveness.blink.model import BlinkModel
 from edge_liveness.camera.supervisor import Frame
@@ -29,13 +29,13 @@ from edge_liveness.config import Settings
 from edge_liveness.vision.eyes import EyeRefiner
 from edge_liveness.decide.decision import BLINK_TAKING_MODES, COLLECTING, DecisionEngine, FrameObservation, ModelInfo
 from edge_liveness.vision.face import FaceDetector
-from edge_liveness.vision.headpose import HeadMotion, estimate_pose
+from edge_liveness.vision.headpose import HeadMotion, Pose, estimate_pose
 from edge_liveness.vision.landmarks import FaceLandmarks, Landmarker
 from edge_liveness.liveness.fusion import fuse
 from edge_liveness.liveness.minifasnet import MiniFASNetPair, face_box
 from edge_liveness.liveness.model import LivenessModel, default_model_path
 from edge_liveness.schedule import Schedule
-from edge_liveness.vision.tracking import FaceFinder
+from edge_liveness.vision.tracking import FaceFinder, FaceView
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class FrameResult:
     attempt: bool = False  # an attempt was collecting on this frame (or this frame may start one)
     scores: dict[str, float] = field(default_factory=dict)  # every passive score computed on this frame
     scored: bool = False  # the decision used this frame's passive score
+    anchors: FaceAnchors | None = None  # the mesh anchors its crops used (the finder's, as of this frame)
 
     def trace(self, state: str) -> dict[str, Any]:
         """The `replay --trace` frame line: numbers only, never pixels."""
@@ -74,6 +75,20 @@ class FrameResult:
                 "eyes_visible": o.eyes_visible, "blink": o.blink, "motions": list(o.motions),
                 "departures": list(o.departures), "state": state,
                 "ms": {k: round(v, 3) for k, v in self.ms.items()}}
+
+
+@dataclass
+class Sighting:
+    """What ``Pipeline.find`` saw on a frame: the face and its motion, before any decision."""
+
+    frame: Frame
+    view: FaceView
+    face_frac: float
+    pose: Pose | None
+    motions: tuple[str, ...]
+    departures: tuple[str, ...]
+    ms: dict[str, float]
+    anchors: FaceAnchors | None  # the finder's anchors as of this frame (the next frame's find moves them on)
 
 
 @dataclass
@@ -190,6 +205,11 @@ class Pipeline:
         return False, True
 
     def process(self, frame: Frame) -> FrameResult:
+        return self.judge(self.find(frame))
+
+    def find(self, frame: Frame) -> Sighting:
+        """Steps 1-2, which depend on earlier frames' faces only, never on the decision: ``overlap.py``
+        runs them for the next frame while ``judge`` runs this one."""
         ms: dict[str, float] = {}
         clock = time.perf_counter
 
@@ -198,14 +218,21 @@ class Pipeline:
         ms.update(view.timings)
         lm = view.landmarks
         face_frac = view.face.side / min(frame.image.shape[:2]) if view.face is not None else 0.0
-        self.engine.see_face(view.n_large_faces)
-        attempt = self.engine.wants_liveness
 
         # 2. head pose and completed head motions
         t = clock()
         pose = estimate_pose(lm, frame.image.shape) if lm is not None else None
         motions = tuple(self.motion.update(frame.ts, pose))
         ms["pose"] = (clock() - t) * 1e3
+        return Sighting(frame, view, face_frac, pose, motions, tuple(self.motion.departures), ms, self.finder.last_anchors)
+
+    def judge(self, seen: Sighting) -> FrameResult:
+        """Steps 3-6 on a frame ``find`` has seen: the scheduled models and the decision."""
+        frame, view, pose, motions, ms = seen.frame, seen.view, seen.pose, seen.motions, seen.ms
+        lm, face_frac = view.landmarks, seen.face_frac
+        clock = time.perf_counter
+        self.engine.see_face(view.n_large_faces)
+        attempt = self.engine.wants_liveness
 
         # 3. which scheduled models run on this frame
         eye_model, read_eyes = self._eye_plan()
@@ -244,11 +271,11 @@ class Pipeline:
             p_live=p_live, ear_left=eyes.ear_left if eyes else nan, ear_right=eyes.ear_right if eyes else nan,
             # a frame that read one eye (schedule.eyes_per_run = 1) gives the attempt's EAR evidence nothing
             eyes_visible=_both_eyes(eyes), blink=eyes.blink if eyes else False, motions=motions,
-            departures=tuple(self.motion.departures))
+            departures=seen.departures)
         outputs = self.engine.update(obs)
         ms["decide"] = (clock() - t) * 1e3
         return FrameResult(frame, obs, outputs, ms, tracked=view.tracked, eyes=eyes, attempt=attempt,
-                           scores=scores, scored=p_live is not None)
+                           scores=scores, scored=p_live is not None, anchors=seen.anchors)
 
     def _eyes(self, frame: Frame, lm: FaceLandmarks | None, run: bool, eye_model: bool, read: bool) -> EyeSample | None:
         """This frame's eye sample, or None when the eyes are not read on it (the eye model is wanted

@@ -5,7 +5,9 @@ passive scores and the blink come from those frames. The bench times the same de
 the pipeline with ``schedule.every_frame`` on (every model on every attempt frame: the path before
 scheduling) and off (each model at its rate, one per frame), in lockstep frame by frame so that a
 noisy neighbour on a shared machine hits both alike; ``--parallel`` adds both with
-``schedule.parallel`` (models due on one frame side by side in two threads). Each variant's figure is
+``schedule.parallel`` (models due on one frame side by side in two threads), ``--overlap`` the scheduled path
+with ``schedule.overlap`` (the next frame's face found on a second thread while this one is judged:
+``overlap.py``; its frame costs are wall time, the larger half). Each variant's figure is
 the best of the ``--repeat`` passes frame by frame (a frame's cost with the least interference).
 
 The Pi 4 projection multiplies each stage's measured cost per attempt frame by one stated Pi/x86
@@ -37,21 +39,24 @@ PI4_RATIO_SOURCE = (f"XNNPACK README (github.com/google/XNNPACK, 'Raspberry Pi' 
 CAMERA_FPS = 30.0
 
 
-def variants(parallel: bool) -> dict[str, dict[str, Any]]:
+def variants(parallel: bool, overlap: bool = False) -> dict[str, dict[str, Any]]:
     """Variant name -> ``[schedule]`` overrides."""
     # the path before scheduling read both eyes on every frame; the scheduled one keeps the config's eyes_per_run
-    out: dict[str, dict[str, Any]] = {EVERY_FRAME: {"every_frame": True, "parallel": False, "eyes_per_run": 2},
-                                      SCHEDULED: {"every_frame": False, "parallel": False}}
+    off = {"parallel": False, "overlap": False}
+    out: dict[str, dict[str, Any]] = {EVERY_FRAME: {"every_frame": True, **off, "eyes_per_run": 2},
+                                      SCHEDULED: {"every_frame": False, **off}}
     if parallel:
-        out[EVERY_FRAME + "_parallel"] = {"every_frame": True, "parallel": True, "eyes_per_run": 2}
-        out[SCHEDULED + "_parallel"] = {"every_frame": False, "parallel": True}
+        out[EVERY_FRAME + "_parallel"] = {"every_frame": True, "parallel": True, "overlap": False, "eyes_per_run": 2}
+        out[SCHEDULED + "_parallel"] = {"every_frame": False, "parallel": True, "overlap": False}
+    if overlap:
+        out[SCHEDULED + "_overlap"] = {"every_frame": False, "parallel": False, "overlap": True}
     return out
 
 
 def main_variant(schedule) -> str:
     """The variant the config itself runs (the bench's main numbers come from it)."""
     name = EVERY_FRAME if schedule.every_frame else SCHEDULED
-    return name + ("_parallel" if schedule.parallel else "")
+    return name + ("_parallel" if schedule.parallel else "") + ("_overlap" if schedule.overlap else "")
 
 
 def run_passes(vset: dict[str, Any], models, frames: list, publisher, main: str, repeat: int) -> dict[str, list]:

@@ -92,6 +92,7 @@ def run_lockstep(settings: dict[str, Any], models, frames: list, publisher=None,
     """Several pipelines (one per settings, sharing the models) timed frame by frame in lockstep: each
     frame goes through every pipeline before the next frame, so a neighbour's job on a shared machine
     hits every variant at the same moments. Only ``main``'s decisions go to ``publisher``."""
+    from edge_liveness.overlap import FrameRunner
     from edge_liveness.pipeline import Pipeline
 
     for st in settings.values():
@@ -103,25 +104,33 @@ def run_lockstep(settings: dict[str, Any], models, frames: list, publisher=None,
     zero = np.zeros((lv.crop_size, lv.crop_size, 3), np.uint8)
     for _ in range(3):
         lv.predict_views(zero, zero)
-    pipes = {k: Pipeline(st, models) for k, st in settings.items()}
-    out: dict[str, tuple[list[FrameRecord], list[dict]]] = {k: ([], []) for k in pipes}
+    runners = {k: FrameRunner(Pipeline(st, models)) for k, st in settings.items()}
+    out: dict[str, tuple[list[FrameRecord], list[dict]]] = {k: ([], []) for k in runners}
     pc, cpu = time.perf_counter, time.process_time
-    for f in frames:
-        for k, pipe in pipes.items():
-            records, outputs = out[k]
-            c0, t0 = cpu(), pc()
-            r = pipe.process(f)
+
+    def timed(k: str, step) -> None:
+        # an overlapped runner's step returns the frame before (schedule.overlap): its record is that
+        # frame's, timed as the step that finished it
+        records, outputs = out[k]
+        c0, t0 = cpu(), pc()
+        for r in step():
             pub = []
             for o in r.outputs:
                 t = pc()
                 if publisher is not None and k == main:
                     publisher.submit(o.kind, o.body())
                 pub.append((pc() - t) * 1e3)
-                outputs.append({"frame": f.index, "t": round(f.ts, 3), "kind": o.kind, **_brief(o)})
-            records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3, (cpu() - c0) * 1e3,
-                                       pub, bool(r.attempt)))
-    for pipe in pipes.values():
-        pipe.close()
+                outputs.append({"frame": r.frame.index, "t": round(r.frame.ts, 3), "kind": o.kind, **_brief(o)})
+            records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3,
+                                       (cpu() - c0) * 1e3, pub, bool(r.attempt)))
+
+    for f in frames:
+        for k, runner in runners.items():
+            timed(k, lambda: runner.push(f))
+    for k, runner in runners.items():
+        timed(k, runner.flush)
+        runner.close()
+        runner.pipeline.close()
     return out
 
 

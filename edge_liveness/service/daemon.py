@@ -173,17 +173,10 @@ class Daemon:
                             self._report(now)
                             last_status = now
                         continue
-                    result = self.pipeline.process(frame)
-                    if self.settings.storage.save_images:
-                        self._keep_images(frame, result)
-                    self.face_present = result.obs.n_faces > 0
-                    for out in result.outputs:
-                        self._emit(out)
-                    self.web.publish(result, self.pipeline)
-                    self.health.rate.tick(now)
-                    self.frames += 1
-                    self.metrics.frame(result.ms)
-                    if not ready:
+                    # schedule.overlap: the result may be the frame before this one (overlap.py)
+                    for result in self._runner().push(frame):
+                        self._handle(result, now)
+                    if not ready and self.frames:
                         self.notifier.ready()
                         ready = True
                         log.info("first frame processed: ready")
@@ -192,9 +185,11 @@ class Daemon:
                         self._report(now)
                         last_status = now
             except CameraError as e:
+                self._flush()
                 log.error("%s", e)
                 # A file that cannot be read will not heal by restarting: say "fix the config".
                 return EXIT_CONFIG if isinstance(self.camera.source, ReplaySource) else EXIT_FAILURE
+            self._flush()
             if self.stop.is_set():
                 break
             if self.camera_restart:
@@ -227,7 +222,39 @@ class Daemon:
         if getattr(self, "images", None) is None:
             self.images = AttemptImages.from_settings(self.settings)
         p = self.pipeline
-        self.images.observe(frame.image, p.finder.last_anchors, p.engine.attempt_id, result.outputs, p.crop_size, p.crop_margin)
+        self.images.observe(frame.image, result.anchors, p.engine.attempt_id, result.outputs, p.crop_size, p.crop_margin)
+
+    def _handle(self, result, now: float) -> None:
+        """One frame's result: keep images (if asked), publish its decisions, feed the page and health."""
+        if self.settings.storage.save_images:
+            self._keep_images(result.frame, result)
+        self.face_present = result.obs.n_faces > 0
+        for out in result.outputs:
+            self._emit(out)
+        self.web.publish(result, self.pipeline)
+        self.health.rate.tick(now)
+        self.frames += 1
+        self.metrics.frame(result.ms)
+
+    def _runner(self):
+        """The frame runner of the current pipeline (a reload replaces both; a frame held for the old
+        pipeline is dropped with it: its attempt already ended with the reload's decision)."""
+        from edge_liveness.overlap import FrameRunner
+
+        runner = getattr(self, "runner", None)
+        if runner is None or runner.pipeline is not self.pipeline:
+            if runner is not None:
+                runner.drop()
+                runner.close()
+            self.runner = runner = FrameRunner(self.pipeline)
+        return runner
+
+    def _flush(self) -> None:
+        """The frame an overlapped runner still holds, when the source ends or the camera goes."""
+        runner = getattr(self, "runner", None)
+        if runner is not None and runner.pipeline is self.pipeline:
+            for result in runner.flush():
+                self._handle(result, time.monotonic())
 
     def _emit(self, out: Any) -> None:
         payload = self.transport.publisher.submit(out.kind, out.body())
@@ -308,6 +335,10 @@ class Daemon:
         """End the attempt, flush the outbox, say offline: all within systemd's stop timeout.
         Returns the number of events lost (neither journaled nor kept in a fallback file)."""
         self.notifier.stopping()
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.drop()  # a frame held at the stop: the attempt ends with the shutdown decision below
+            runner.close()
         pipeline = getattr(self, "pipeline", None)
         if pipeline is not None and self.transport.publisher is not None:
             out = pipeline.engine.abort("shutdown")

@@ -1,0 +1,107 @@
+"""`schedule.overlap`: the next frame's face found while this frame is judged gives the same results.
+
+A real recording (tranvanluyt's real video, ../shared/data/video) through the real models, once frame
+by frame and once overlapped: every frame's observation, scores and decisions must match exactly,
+because each half of the pipeline sees every frame in order and the same state either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import shared_file
+from edge_liveness.camera.supervisor import Frame
+from edge_liveness.config import load_settings
+from edge_liveness.overlap import FrameRunner
+from edge_liveness.pipeline import build_pipeline, load_models
+
+
+def _frames(n: int) -> list[Frame]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(shared_file("video", "tranvanluyt_real.mp4")))
+    out = []
+    while len(out) < n:
+        ok, img = cap.read()
+        if not ok:
+            break
+        out.append(Frame(img, len(out) / 30.0, len(out)))
+    cap.release()
+    if len(out) < n:
+        pytest.skip(f"tranvanluyt_real.mp4 gave {len(out)} frames, not {n}")
+    return out
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def _run(overlap: bool, frames: list[Frame], models) -> list:
+    settings = load_settings(None, schedule={"overlap": overlap})
+    from edge_liveness.pipeline import Pipeline
+
+    runner = FrameRunner(Pipeline(settings, models))
+    assert runner.overlap is overlap
+    out = []
+    for f in frames:
+        out += runner.push(f)
+    out += runner.flush()
+    runner.close()
+    return out
+
+
+def test_overlapped_frames_give_the_same_results(face_models):
+    frames = _frames(150)  # his first blink is at frames 161-166: a head turn decides the attempt in this span
+    models = load_models(load_settings(None))
+    seq, ovl = _run(False, frames, models), _run(True, frames, models)
+    assert [r.frame.index for r in seq] == [r.frame.index for r in ovl] == list(range(len(frames)))
+    for a, b in zip(seq, ovl):
+        oa, ob = a.obs, b.obs
+        assert (oa.n_faces, oa.yaw, oa.motions, oa.departures, oa.blink) == (ob.n_faces, ob.yaw, ob.motions, ob.departures, ob.blink)
+        assert _same(oa.p_live, ob.p_live) and _same(oa.ear_left, ob.ear_left) and _same(oa.ear_right, ob.ear_right)
+        assert a.scores == b.scores and a.attempt == b.attempt
+        assert [o.kind for o in a.outputs] == [o.kind for o in b.outputs]
+    decided = [(r.frame.index, o.body()["result"]) for r in seq for o in r.outputs if o.kind == "decision"]
+    assert decided and decided == [(r.frame.index, o.body()["result"]) for r in ovl for o in r.outputs if o.kind == "decision"]
+    assert sum(r.scored for r in seq) > 10  # the passive model did score frames of the attempt
+
+
+def test_a_held_frame_comes_out_on_flush(face_models):
+    frames = _frames(3)
+    settings = load_settings(None, schedule={"overlap": True})
+    runner = FrameRunner(build_pipeline(settings))
+    assert runner.push(frames[0]) == []  # held until the next frame arrives
+    assert [r.frame.index for r in runner.push(frames[1])] == [0]
+    assert [r.frame.index for r in runner.flush()] == [1]
+    assert runner.flush() == []
+    runner.close()
+
+
+def test_the_daemon_runs_overlapped_and_lets_the_real_person_in(tmp_path, face_models):
+    """The real daemon on a real recording with schedule.overlap on: he passes every attempt it decides,
+    and with attempt images on, his crops are cut from each result's own anchors. (The daemon's capture
+    thread keeps only the newest frame, so two daemon runs need not see the same frames: exact equality
+    is the pipeline-level test above.)"""
+    from fault_helpers import DaemonProc, base_env
+
+    video = shared_file("video", "tranvanluyt_real.mp4")
+    state = tmp_path / "state"
+    env = base_env(state, video, None, camera__loop=False, camera__realtime=False, schedule__overlap=True,
+                   storage__save_images=True, storage__images_per_attempt=3)
+    d = DaemonProc(tmp_path, env, args=["--exit-at-end"], name="overlap")
+    try:
+        assert d.wait_exit(timeout=300) == 0, d.log()[-3000:]
+        decided = [(x["result"], x["reason"]) for x in d.decisions() if x["reason"] != "shutdown"]
+    finally:
+        d.close()
+    assert decided and set(decided) == {("pass", "live")}, decided
+    pngs = sorted(state.rglob("*.png"))
+    assert pngs, "no attempt image kept"
+    import cv2
+
+    crop = cv2.imread(str(pngs[0]))
+    assert crop is not None and crop.std() > 10  # a face crop, not a blank one from missing anchors
