@@ -1,7 +1,7 @@
 """The recipes a leave-one-person-out run compares (converters/lopo/run.py): what each trains on and how
 it scores a row.
 
-A recipe is a base and optional modifiers, written ``base[+synth][+distil][+texture]``:
+A recipe is a base and optional modifiers, written ``base[+synth][+distil][+fusion][+texture][+tuneT]``:
 - bases (frozen ImageNet MobileNetV2 features + logistic heads, converters/passive/features.py):
   ``tight`` (the daemon's aligned crop, every kind of data), ``tight-frames`` (the same, frames_* only),
   ``context`` (the context crop alone), ``two-view-concat`` (one head on both views), ``two-view-fusion``
@@ -20,7 +20,10 @@ A recipe is a base and optional modifiers, written ``base[+synth][+distil][+text
 - ``+distil``: the heads learn a blend of the label and the MiniFASNet pair's P(real) on the same row
   (``DISTIL_ALPHA`` x label + the rest x the pair): the peer's knowledge of screens in the one MobileNetV2
   the device runs, with no second model at run time;
-- ``+texture``: the MiniFASNet pair vetoes at run time (converters/lopo/texture.py).
+- ``+fusion``: one logistic over the view heads' and each MiniFASNet's logits, learned per fold on its training
+  people by cross-fitting (converters/lopo/fusion.py);
+- ``+texture``: the MiniFASNet pair vetoes at run time (converters/lopo/texture.py);
+- ``+tuneT``: the veto's T chosen per fold on its training people, not fixed (converters/lopo/fusion.py).
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from converters.data.dataset import DatasetError
 
 BASE_RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror",
                 "native", "three-view")
-SYNTH, DISTIL, TEXTURE = "+synth", "+distil", "+texture"
-MODIFIERS = (SYNTH, DISTIL, TEXTURE)  # in this order after the base
+SYNTH, DISTIL, FUSION, TEXTURE, TUNED = "+synth", "+distil", "+fusion", "+texture", "+tuneT"
+MODIFIERS = (SYNTH, DISTIL, FUSION, TEXTURE, TUNED)  # in this order after the base
 # the recipes a plain run compares (any base+modifiers combination is accepted by name)
 RECIPES = BASE_RECIPES + ("tight" + TEXTURE, "two-view-mirror" + TEXTURE)
+FUSED_BASES = ("tight", "tight-frames", "two-view-weighted", "two-view-mirror", "three-view")  # +fusion: view_names()
 MIRRORED_BASES = {"two-view-mirror", "three-view"}  # bases that also train on every crop's mirror image (data.load(mirror=True))
 NATIVE_BASES = {"native", "three-view"}  # bases that need Data.native (converters/lopo/native.py)
 ALL_KINDS_BASES = ("tight", "native")  # trained and judged on every kind of crop; the others on full frames only
@@ -68,7 +72,12 @@ def mirrored(names: list[str]) -> bool:
 
 
 def needs_texture(names: list[str]) -> bool:
-    return any(parse(n)[1] & {DISTIL, TEXTURE} for n in names)
+    return any(parse(n)[1] & {DISTIL, FUSION, TEXTURE} for n in names)
+
+
+def needs_texture_models(names: list[str]) -> bool:
+    """Whether a recipe fuses each MiniFASNet's own score (texture.texture_model_scores)."""
+    return any(FUSION in parse(n)[1] for n in names)
 
 
 def needs_native(names: list[str]) -> bool:
@@ -99,10 +108,16 @@ class Recipe:
     """fit(mask) -> scorer(idx) -> logits, for one recipe over ``data``."""
 
     def __init__(self, name: str, data, l2: float, texture: np.ndarray | None = None, texture_threshold: float = 0.5,
-                 synth_share: float = SYNTH_SHARE):
+                 synth_share: float = SYNTH_SHARE, texture_models: np.ndarray | None = None):
         base, mods = parse(name)
-        if mods & {DISTIL, TEXTURE} and texture is None:
+        if mods & {DISTIL, TEXTURE, FUSION} and texture is None:
             raise DatasetError(f"recipe {name} needs the texture pair's scores (texture.texture_scores)")
+        if FUSION in mods and texture_models is None:
+            raise DatasetError(f"recipe {name} needs each MiniFASNet's scores (texture.texture_model_scores)")
+        if TUNED in mods and TEXTURE not in mods:
+            raise DatasetError(f"recipe {name}: {TUNED} tunes the veto of {TEXTURE}: write {base}...{TEXTURE}{TUNED}")
+        if FUSION in mods and base not in FUSED_BASES:
+            raise DatasetError(f"recipe {name}: {FUSION} fuses the view heads of {', '.join(FUSED_BASES)}")
         synth = np.isin(data.kind, SYNTH_KINDS)
         if SYNTH in mods and not synth.any():
             raise DatasetError(f"recipe {name} needs synth_* folders: cut them with scripts/lopo_data.sh --synth")
@@ -111,6 +126,7 @@ class Recipe:
         self.name, self.base, self.mods, self.d, self.l2 = name, base, mods, data, l2
         self.texture, self.texture_threshold = texture, texture_threshold
         self.synth, self.synth_share = synth, synth_share
+        self.texture_models, self.notes = texture_models, []  # notes: what each fold's fusion learned (fusion.summary)
         frames = np.isin(data.kind, ("frames", "synth"))  # a synthetic recapture of a frame is a whole camera frame
         use = (data.kind != "watermarked") & (~synth | (SYNTH in mods))
         self.train_ok = use & (frames if base not in ALL_KINDS_BASES else True)
@@ -125,6 +141,10 @@ class Recipe:
         return y
 
     def fit(self, mask: np.ndarray):
+        if self.mods & {FUSION, TUNED}:
+            from converters.lopo.fusion import fit_recipe
+
+            return fit_recipe(self, mask)
         score = self._fit_base(mask)
         if TEXTURE not in self.mods:
             return score
@@ -198,3 +218,21 @@ class Recipe:
         ht = self._head(d.tight, mask & self.train_tight, True, mirror_t)
         hc = self._head(d.context, mask & self.train_ok, True, mirror_c)
         return ht, hc
+
+    def view_names(self) -> list[str]:
+        """The view heads a +fusion recipe fuses (converters/lopo/fusion.py), in views() order."""
+        return ["tight"] if self.base in ("tight", "tight-frames") else (
+            ["tight", "context"] + (["native"] if self.base == "three-view" else []))
+
+    def views(self, mask: np.ndarray):
+        """idx -> (n, k) logits of each view head trained on the rows in ``mask`` (view_names order)."""
+        d = self.d
+        if self.base in ("tight", "tight-frames"):
+            h = self._head(d.tight, mask & self.train_ok, balanced=False)
+            return lambda idx: h.logit(d.tight[idx])[:, None]
+        ht, hc = self.two_view_heads(mask)
+        if self.base != "three-view":
+            return lambda idx: np.stack([ht.logit(d.tight[idx]), hc.logit(d.context[idx])], 1)
+        x, x_mirror = self.native()
+        hn = self._head(x, mask & self.train_tight, True, x_mirror)
+        return lambda idx: np.stack([ht.logit(d.tight[idx]), hc.logit(d.context[idx]), hn.logit(x[idx])], 1)

@@ -41,14 +41,15 @@ from converters.data.dataset import DatasetError
 from converters.lopo.data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
 from converters.lopo.data import sigmoid as _sigmoid
 from converters.lopo.recipes import (RECIPES, SYNTH_SHARE, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_native, needs_texture,
-                                     parse)
+                                     needs_texture_models, parse)
 from converters.lopo.report import plot, shipped_report
 
 __all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main", "threshold_for_bpcer", "load", "N_GROUPS"]
 
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
-               texture: np.ndarray | None = None, texture_threshold: float = 0.5, synth_share: float = SYNTH_SHARE) -> dict:
-    rec = Recipe(name, data, l2, texture, texture_threshold, synth_share)
+               texture: np.ndarray | None = None, texture_threshold: float = 0.5, synth_share: float = SYNTH_SHARE,
+               texture_models: np.ndarray | None = None) -> dict:
+    rec = Recipe(name, data, l2, texture, texture_threshold, synth_share, texture_models)
     groups = real_only_groups(data, seed)
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
     per_person: dict[str, dict] = {}
@@ -117,6 +118,10 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
     res["n_unseen_real_attempt_judgements"] = len(real_attempts)
     res["bpcer_td_selfies_photos"] = float(1 - np.mean(td_photos)) if td_photos else None
     res["note_watermarked"] = "bpcer_watermarked_td_selfies counts td_selfies' video frames only (the watermark); its photos are bpcer_td_selfies_photos"
+    if rec.notes:
+        from converters.lopo.fusion import summary
+
+        res.update(summary(rec))
     return res
 
 
@@ -184,17 +189,20 @@ def main(argv: list[str] | None = None) -> int:
 
             data.native = native_features(root, data, args.weights, Path(args.cache) if args.cache else root / ".features",
                                           mirror=mirrored(names))
-        texture = None
+        texture = texture_models = None
         if needs_texture(names):
-            from converters.lopo.texture import texture_scores
+            from converters.lopo.texture import texture_model_scores, texture_scores
 
-            texture = texture_scores(root, data, Path(args.cache) if args.cache else root / ".features")
+            cache = Path(args.cache) if args.cache else root / ".features"
+            if needs_texture_models(names):  # first: one scoring pass caches both
+                texture_models = texture_model_scores(root, data, cache)
+            texture = texture_scores(root, data, cache)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         results = {}
         for name in names:
             res = run_recipe(data, name, args.target_bpcer, args.l2, texture=texture, texture_threshold=args.texture_threshold,
-                             synth_share=args.synth_share)
+                             synth_share=args.synth_share, texture_models=texture_models)
             results[name] = res
             (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
         shipped = shipped_report(data, Path(args.shipped), root, args.target_bpcer) if args.shipped else None

@@ -59,6 +59,16 @@ def _folders(root: Path) -> list[Path]:
 
 def texture_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndarray:
     """P(real) of the int8 MiniFASNet pair for every row of ``data`` (same order as data.load)."""
+    return _pair_scores(root, data, cache, per_model=False)
+
+
+def texture_model_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndarray:
+    """(N, 2): each model's P(real) (MiniFASNet V2, V1SE: ``MODEL_NAMES`` order) for every row of ``data``,
+    cached as ``texture_models_<hash>.npy`` (same key as the pair's mean; one scoring pass fills both)."""
+    return _pair_scores(root, data, cache, per_model=True)
+
+
+def _pair_scores(root: Path, data: Data, cache: Path | None, per_model: bool) -> np.ndarray:
     from converters.passive.minifasnet import face_finder
     from edge_liveness.liveness import minifasnet as mf
 
@@ -71,10 +81,13 @@ def texture_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndar
         raise DatasetError(f"{root}: {len(rows)} index rows but {len(data.labels)} LOPO rows: cut the data again")
     key = hashlib.sha256(repr((rows, [m.sha256 for m in pair.models])).encode()).hexdigest()[:16]
     cached = (cache / f"texture_{key}.npy") if cache else None
-    if cached is not None and cached.is_file():
-        return np.load(cached)
+    cached_models = (cache / f"texture_models_{key}.npy") if cache else None
+    want = cached_models if per_model else cached
+    if want is not None and want.is_file():
+        return np.load(want)
     finder = face_finder()
     out = np.full(len(rows), np.nan)
+    each = np.full((len(rows), len(pair.models)), np.nan)
     by_source: dict[str, list[int]] = {}
     for n, (_, src, _) in enumerate(rows):
         by_source.setdefault(src, []).append(n)
@@ -94,15 +107,19 @@ def texture_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndar
                 box = (0.0, 0.0, float(w - 1), float(h - 1))
             else:
                 continue
-            out[n] = pair.score(img, box).p_real
+            ps = pair.score(img, box)
+            out[n], each[n] = ps.p_real, ps.per_model
         if k % 20 == 0:
             print(f"texture scores: {k + 1}/{len(by_source)} sources ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
     # a frame whose face the mesh no longer finds gets no vote from the pair (the daemon would not score it)
     out = np.where(np.isnan(out), 1.0 - _EPS, out)
+    each = np.where(np.isnan(each), 1.0 - _EPS, each)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cached, out)
-    return out
+        if not cached.is_file():  # an existing mean cache stays as it was
+            np.save(cached, out)
+        np.save(cached_models, each)
+    return each if per_model else out
 
 
 def logit(p: np.ndarray) -> np.ndarray:
