@@ -11,7 +11,7 @@ What it measures, in one run on one source (a video, an image or a folder of ima
 - attempt frames (the headline, ``attempt_frames``): the same frames through the pipeline with every
   model on every attempt frame (``schedule.every_frame``, the path before scheduling) and scheduled,
   frame by frame in lockstep; fps during attempts and per-stage ms per attempt frame side by side
-  (``--parallel`` adds both with ``schedule.parallel``, ``--overlap`` the scheduled one with
+  (``--parallel`` adds both with ``schedule.parallel``; the scheduled one is also timed with
   ``schedule.overlap``), and a Pi 4 projection (``--pi-ratio``).
 - publish: ``Publisher.submit`` of a decision payload, repeated to get percentiles.
 - num_threads: every model timed with 1 and 2 threads, and the whole pipeline with each.
@@ -106,8 +106,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-eye-model", action="store_true", help="blink.eye_model off: blinks from the face mesh only (to see what the eye model costs)")
     p.add_argument("--parallel", action="store_true",
                    help="also time both paths with schedule.parallel (models due on one frame side by side in two threads)")
-    p.add_argument("--overlap", action="store_true",
-                   help="also time the scheduled path with schedule.overlap (the next frame's face found on a second thread)")
     p.add_argument("--pi-ratio", type=float, default=attempt_frames.PI4_RATIO,
                    help=f"Pi 4 / this machine per inference, for the Pi 4 projection (default {attempt_frames.PI4_RATIO:g}: see benchmarks/README.md)")
     p.add_argument("--tag", default="", help="extra word in the result file names")
@@ -190,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
             notes.append("no mosquitto installed and no --broker: publish measured into the SQLite outbox only")
         _progress("timing the pipeline on every frame: every model on every attempt frame and scheduled, frame by frame in lockstep")
         main_v = attempt_frames.main_variant(settings.schedule)
-        vset = {v: bench_settings(args, threads, args.model, schedule=ov) for v, ov in attempt_frames.variants(args.parallel, args.overlap).items()}
+        vset = {v: bench_settings(args, threads, args.model, schedule=ov) for v, ov in attempt_frames.variants(args.parallel).items()}
         with publisher_for(settings, baddr) as (pub, _link, pub_how):
             vpasses = attempt_frames.run_passes(vset, models, frames, pub, main_v, args.repeat)
         passes = [(pipeline_summary(recs, outs)["fps"] or 0.0, i, recs, outs) for i, (recs, outs) in enumerate(vpasses[main_v])]
