@@ -56,6 +56,7 @@ class FrameResult:
     scores: dict[str, float] = field(default_factory=dict)  # every passive score computed on this frame
     scored: bool = False  # the decision used this frame's passive score
     anchors: FaceAnchors | None = None  # the mesh anchors its crops used (the finder's, as of this frame)
+    view: FaceView | None = None  # this frame's faces and mesh (with schedule.overlap the finder has moved on)
 
     def trace(self, state: str) -> dict[str, Any]:
         """The `replay --trace` frame line: numbers only, never pixels."""
@@ -275,7 +276,7 @@ class Pipeline:
         outputs = self.engine.update(obs)
         ms["decide"] = (clock() - t) * 1e3
         return FrameResult(frame, obs, outputs, ms, tracked=view.tracked, eyes=eyes, attempt=attempt,
-                           scores=scores, scored=p_live is not None, anchors=seen.anchors)
+                           scores=scores, scored=p_live is not None, anchors=seen.anchors, view=view)
 
     def _eyes(self, frame: Frame, lm: FaceLandmarks | None, run: bool, eye_model: bool, read: bool) -> EyeSample | None:
         """This frame's eye sample, or None when the eyes are not read on it (the eye model is wanted

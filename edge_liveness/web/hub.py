@@ -130,8 +130,9 @@ class WebHub:
                 self._broadcast("state", self._state(result, engine, prompt))
         if self.viewers and now - self._last_preview >= self.preview_interval_s:
             self._last_preview = now
-            finder = tap(pipeline)
-            ov = overlay_from(result.obs, finder.last, engine.state, prompt,
+            # the frame's own view: with schedule.overlap the finder is already on the next frame
+            view = getattr(result, "view", None) or tap(pipeline).last
+            ov = overlay_from(result.obs, view, engine.state, prompt,
                               verdict[0] if verdict else None, verdict[1] if verdict else None, p_live=self._p_live)
             with self._slot_cond:
                 self._slot = (result.frame.image, ov)
