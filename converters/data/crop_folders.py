@@ -54,7 +54,7 @@ def rows_of(d: Path) -> list[dict]:
                     continue
                 rows.append({"path": p, "label": label, "subject": r.get("subject") or r.get("person") or idx.parent.name,
                              "attack_type": r.get("attack_type") or "", "source": r.get("source") or "",
-                             "recording": r.get("recording") or ""})
+                             "frame": int(r.get("frame") or 0), "recording": r.get("recording") or ""})
                 covered.add(p)
     if not indexes:
         for p in sorted(d.rglob("*")) if d.is_dir() else [d]:
