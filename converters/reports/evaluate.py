@@ -48,7 +48,7 @@ class Scorer:
     name: str
     context_scale: float | None = None  # a two-view model: it also needs align.context_crop at this scale
     texture: Any = None  # edge_liveness.liveness.minifasnet.MiniFASNetPair: the daemon's veto (models.texture), or None
-    texture_threshold: float = 0.3  # decision.texture_threshold
+    texture_threshold: float = 0.2  # decision.texture_threshold
 
 
 def load_scorer(path: Path, num_threads: int = 2) -> Scorer:

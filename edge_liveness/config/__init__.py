@@ -152,7 +152,7 @@ class DecisionConfig(Section):
     face_lost_s: float = Field(1.0, gt=0, le=60)
     cooldown_s: float = Field(3.0, ge=0, le=600)
     rearm: Literal["leave", "cooldown"] = Field("leave", description="after a decision, a new attempt needs the face to leave (absent face_lost_s) and the cooldown; 'cooldown': the cooldown only")
-    texture_threshold: float = Field(0.3, gt=0, lt=1, description="the texture pair's P(real) under which it vetoes a frame (models.texture): 0.3 keeps unseen real people's BPCER where it was (LOPO, docs/decision.md); 0.5 is upstream's own call")
+    texture_threshold: float = Field(0.2, gt=0, lt=1, description="the texture pair's P(real) under which it vetoes a frame (models.texture): 0.2 is the highest at which unseen real people's attempts lose no more than without the pair (LOPO, docs/decision.md); 0.5 is upstream's own call")
     pass_margin: float = Field(0.25, ge=0, le=10, description="a pass needs the passive verdict this far above the threshold, in logit units of P(live) (0.25 = 1.28 times the odds; docs/decision.md): a recording's blink or head turn never opens the door on a verdict at the threshold's edge (docs/decision.md)")
     early_fail: bool = Field(False, description="true: fail spoof_suspected as soon as the passive verdict is low; false: keep looking until attempt_timeout_s, so a real person is not refused on a bad second (docs/decision.md)")
 
