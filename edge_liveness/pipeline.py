@@ -31,9 +31,10 @@ from edge_liveness.decide.decision import BLINK_TAKING_MODES, COLLECTING, Decisi
 from edge_liveness.vision.face import FaceDetector
 from edge_liveness.vision.headpose import HeadMotion, Pose, estimate_pose
 from edge_liveness.vision.landmarks import FaceLandmarks, Landmarker
-from edge_liveness.liveness.fusion import fuse
+from edge_liveness.liveness.fusion import LearnedFusion, fuse, fuse_learned
+from edge_liveness.liveness.fusion import load_for as load_fusion
 from edge_liveness.liveness.minifasnet import MiniFASNetPair, face_box
-from edge_liveness.liveness.model import LivenessModel, default_model_path
+from edge_liveness.liveness.model import LivenessModel, default_model_path, p_live_of
 from edge_liveness.schedule import Schedule
 from edge_liveness.vision.tracking import FaceFinder, FaceView
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 EYES = "eyes"  # the eye-contour model's name in the schedule
 PRIMARY_PASSIVE = "classify"  # the passive stage whose score the texture pair may veto
 TEXTURE = "texture"  # the texture pair's stage (liveness/minifasnet.py)
+# what the learned fusion reads besides the stages' P: the two-view model's outputs, each MiniFASNet's P(real)
+VIEW_LOGITS, PAIR_MODELS = ("classify_tight_logit", "classify_context_logit"), ("texture_v2", "texture_v1se")
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Models:
     blink: BlinkModel | None  # None only while `blinks train` extracts signals for a first model
     eyes: EyeRefiner | None = None  # eyelid contours for blinks; None falls back to the face mesh
     texture: MiniFASNetPair | None = None  # the texture pair's veto (models.texture); None: off
+    fusion: LearnedFusion | None = None  # decision.fusion = "learned" (with the pair and a two-view model); None: the veto
 
     @property
     def info(self) -> ModelInfo:
@@ -112,12 +116,19 @@ def load_models(settings: Settings, blink: bool = True) -> Models:
     """Load detector, landmarks, eye, blink and liveness models; raise runtime.ModelError (one line)
     on any problem. ``blink=False`` skips the blink model (signals only, for training one)."""
     liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
+    liveness = LivenessModel(liveness_path, num_threads=settings.models.num_threads)
+    texture = MiniFASNetPair(num_threads=settings.models.num_threads) if settings.models.texture else None
+    fusion = None
+    if texture is not None and settings.decision.fusion == "learned" and liveness.views == 2:
+        # fitted to these exact models: a retrained liveness model needs its own (fusion_export)
+        fusion = load_fusion(liveness_path, liveness.sha256, {m.path.name: m.sha256 for m in texture.models},
+                             liveness.manifest["view_weights"])
     return Models(detector=FaceDetector.from_settings(settings),
                   landmarker=Landmarker.from_settings(settings),
-                  liveness=LivenessModel(liveness_path, num_threads=settings.models.num_threads),
+                  liveness=liveness,
                   blink=load_blink_model(settings) if blink else None,
                   eyes=EyeRefiner.from_settings(settings),
-                  texture=MiniFASNetPair(num_threads=settings.models.num_threads) if settings.models.texture else None)
+                  texture=texture, fusion=fusion)
 
 
 # A passive stage: (frame, landmarks, ms) -> P(live); it times its own parts into ms.
@@ -148,6 +159,8 @@ class Pipeline:
         self.add_passive(PRIMARY_PASSIVE, self._two_view_score)
         self.schedule.add(EYES, sc.eye_model_per_s)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage") if sc.parallel else None
+        self._view_logits: tuple[float, float] | None = None  # set by _two_view_score, read by _score_all
+        self._pair: tuple[float, ...] | None = None  # set by _texture_score, read by _score_all
         # replay --trace scores every face so a recording can be studied frame by frame; the
         # decision still sees only the scores the schedule gives it, as in the daemon.
         self.always_classify = False
@@ -172,23 +185,32 @@ class Pipeline:
         context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale) if lv.views == 2 else None
         ms["crop"] = (clock() - t) * 1e3
         t = clock()
-        p = lv.predict_views(crop.image, None if context is None else context.image)
+        if context is None:
+            p = lv.predict_views(crop.image)
+        else:
+            self._view_logits = lv.view_logits(crop.image, context.image)
+            p = p_live_of(self._view_logits)
         ms["classify"] = (clock() - t) * 1e3
         return p
 
     def _texture_score(self, frame: Frame, lm: FaceLandmarks, ms: dict[str, float]) -> float:
         t = time.perf_counter()
-        p = self.models.texture.score(frame.image, face_box(lm)).p_real
+        s = self.models.texture.score(frame.image, face_box(lm))
         ms["texture"] = (time.perf_counter() - t) * 1e3
-        return p
+        self._pair = s.per_model
+        return s.p_real
 
     def _verdict(self, scores: dict[str, float], plan: frozenset[str], attempt: bool) -> float | None:
         """The frame's P(live) for the decision, on the frames the schedule gave the liveness model:
-        its score and the texture pair's on the same frame, fused (liveness/fusion.py: the pair
-        vetoes, it never outvotes)."""
+        its score and the texture pair's on the same frame, fused (liveness/fusion.py: learned, the pair
+        vetoing on top, or the veto alone)."""
         if not attempt or PRIMARY_PASSIVE not in plan or PRIMARY_PASSIVE not in scores:
             return None
-        return fuse(scores[PRIMARY_PASSIVE], self.engine.threshold, scores.get(TEXTURE), self.settings.decision.texture_threshold)
+        d, fusion = self.settings.decision, self.models.fusion
+        if fusion is not None and all(k in scores for k in VIEW_LOGITS + PAIR_MODELS):
+            return fuse_learned(fusion, tuple(scores[k] for k in VIEW_LOGITS), tuple(scores[k] for k in PAIR_MODELS),
+                                self.engine.threshold, d.learned_veto_threshold)
+        return fuse(scores[PRIMARY_PASSIVE], self.engine.threshold, scores.get(TEXTURE), d.texture_threshold)
 
     def _eye_plan(self) -> tuple[bool, bool]:
         """(the eye model is wanted on this frame, the eyes are read at all).
@@ -289,12 +311,17 @@ class Pipeline:
 
     def _score_all(self, names: list[str], frame: Frame, lm: FaceLandmarks) -> tuple[dict[str, float], dict[str, float]]:
         ms: dict[str, float] = {}
+        # the scorers leave their parts here (on this thread) for the learned fusion to read back
+        self._view_logits, self._pair = None, None
         out = {n: float(self.passive[n](frame, lm, ms)) for n in names}
         if PRIMARY_PASSIVE in out and self.models.texture is not None:
             # the texture pair rides on the liveness model's frames (two 80 px int8 nets, under a
             # millisecond): every score gets its veto from the same frame, and the eye model keeps
             # every other frame
             out[TEXTURE] = self._texture_score(frame, lm, ms)
+        if self._view_logits is not None and self._pair is not None:
+            out.update(zip(VIEW_LOGITS, self._view_logits))
+            out.update(zip(PAIR_MODELS, self._pair))
         return out, ms
 
     def reset(self) -> None:

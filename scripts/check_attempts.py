@@ -44,11 +44,9 @@ LIVE_FACE_IN_ATTACK = {
 # Attacks the shipped models are known to let through: the gate prints their outcome and fails only if
 # they change for the worse elsewhere (a new attack passing is always a regression). Each entry says
 # why, and README's "be honest" paragraph names it.
-KNOWN_MISSES = {
-    "apfol_fake2_fullview.mp4": "apfol's phone screen is 129-273 px wide in the recording, so its full-view cut is upscaled "
-                                "1.8-3.7x: smooth enough that the texture pair calls it real (0.6-0.9), and the two-view "
-                                "model's median clears the pass margin in 1.5 s (apfol is flagged in LOPO too)",
-}
+# None since 2026-12-03: apfol's upscaled full-view cut, which passed under the veto, fails spoof_suspected
+# under the learned passive fusion (docs/decision.md).
+KNOWN_MISSES: dict[str, str] = {}
 
 
 def outcomes(attempts: list[dict]) -> list[str]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Attempts of people the passive model never trained on: the two-view recipe retrained twice, each
 time without half of the recorded people, and each model judging its held-out half's recordings
-with `edge-liveness evaluate` (the daemon's pipeline and engine, default `blink` mode).
+with `edge-liveness evaluate` (the daemon's pipeline and engine, default `blink` mode), each with its
+own learned passive fusion (``converters.lopo.fusion_export --hold-out``: fitted without them too).
 
     python scripts/heldout_attempts.py [--work /tmp/edge-liveness-lopo] [--out benchmarks/results/attempts_heldout.json]
 
@@ -70,6 +71,11 @@ def main() -> int:
             print(f"[{half}] training the two-view model without {len(people)} people ...", file=sys.stderr, flush=True)
             subprocess.run([sys.executable, "-m", "converters.lopo.two_view", str(work / "crops128_ctx2.7"), "-o", str(model),
                             "--weights", str(weights), "--hold-out", ",".join(people)], check=True, cwd=REPO)
+        # the learned fusion (decision.fusion = "learned") fitted to this model, without these people either
+        print(f"[{half}] fitting the passive fusion without them ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "converters.lopo.fusion_export", str(work / "crops128_ctx2.7"), "--model", str(model),
+                        "--out", str(model.parent / "liveness_fusion.json"), "--weights", str(weights),
+                        "--hold-out", ",".join(people)], check=True, cwd=REPO)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / f"heldout_{half}"
             folder.mkdir()

@@ -16,7 +16,8 @@ cheapest fine-tuning there is. Recipes, on the same folds and threshold rule as 
 - ``tight+pair-head-veto`` / ``two-view-mirror+pair-head-veto``: the recipe's score vetoed by the adapted
   head in place of the frozen pair: ``min(primary, head - t_head + t)``, ``t_head`` at 1 % BPCER on the
   fold's threshold people;
-- ``tight+texture`` / ``two-view-mirror+texture``: the frozen pair's veto (the default), for comparison.
+- ``tight+texture`` / ``two-view-mirror+texture`` (``--recipes``): the frozen pair's veto at T = 0.2, for comparison
+  (the same as ``liveness_lopo_veto_t0.2_*``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from converters.lopo.recipes import Recipe, balanced_weights  # noqa: E402
 
 EMBEDDING = "/bn/BatchNormalization_output_0"
 HEAD_BPCER = 0.01
+VETO_T = 0.2  # decision.texture_threshold (the veto mode's default)
 ONNX = (("2.7_80x80_MiniFASNetV2.onnx", 2.7), ("4_0_0_80x80_MiniFASNetV1SE.onnx", 4.0))
 
 
@@ -131,7 +133,7 @@ class PairHeadRecipe:
         self.name, self.d, self.emb, self.found, self.l2, self.notes = name, data, emb, found, l2, []
         base = name.split("+", 1)[0]
         self.primary = None if base == "pair-head" else Recipe(base + ("+texture" if name.endswith("+texture") else ""),
-                                                               data, 1e-2, texture, 0.3)
+                                                               data, 1e-2, texture, VETO_T)
         synthetic = np.isin(data.kind, ("synth", "synthcrops"))
         self.eval_ok = ~synthetic if self.primary is None else self.primary.eval_ok
         self.train_ok = (data.kind != "watermarked") & found & ~synthetic
@@ -172,8 +174,7 @@ def main() -> int:
                                              "tf2_mobilenet_v2_1.0_224_ptq.tflite"))
     ap.add_argument("--onnx-dir", default=str(REPO.parent / "shared/data/models/antispoof_silentface_minifasnet"))
     ap.add_argument("--l2", type=float, default=1e-2)
-    ap.add_argument("--recipes", default="pair-head,tight+texture,tight+pair-head-veto,two-view-mirror+texture,"
-                                         "two-view-mirror+pair-head-veto")
+    ap.add_argument("--recipes", default="pair-head,tight+pair-head-veto,two-view-mirror+pair-head-veto")
     ap.add_argument("--out", default=str(REPO / "benchmarks/results/liveness_lopo_pair_head_128px.json"))
     args = ap.parse_args()
     root = Path(args.root)

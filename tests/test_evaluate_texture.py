@@ -38,9 +38,12 @@ def _run(folder, capsys, **kw) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_the_pair_vetoes_the_screen_the_model_alone_lets_in(replay_crops, face_models, capsys):
-    fused = _run(replay_crops, capsys)
+def test_the_pair_vetoes_the_screen_the_model_alone_lets_in(replay_crops, face_models, tmp_path, capsys):
+    cfg = tmp_path / "veto.toml"
+    cfg.write_text('[decision]\nfusion = "veto"\n')
+    fused = _run(replay_crops, capsys, config=str(cfg))
     alone = _run(replay_crops, capsys, no_texture=True)
+    assert fused["texture"]["fusion"] == "veto"
     assert fused["n_spoof"] == alone["n_spoof"] == 6 and fused["n_live"] == alone["n_live"] == 6
     assert fused["texture"]["on"] and not alone["texture"]["on"]
     # the JSON's model_alone block is the --no-texture run, so one run shows both
@@ -65,3 +68,20 @@ def test_config_with_the_texture_off_judges_the_model_alone(replay_crops, face_m
     cfg.write_text("[models]\ntexture = false\n")
     out = _run(replay_crops, capsys, config=str(cfg))
     assert out["texture"] == {"on": False} and out["apcer"] >= 0.5
+
+
+def test_the_learned_fusion_judges_images_as_the_daemon_does(replay_crops, face_models, capsys):
+    """decision.fusion = "learned" (the default): each image's verdict is the learned fusion of its own four
+    logits, the pair vetoing on top; the screen crops the model alone lets in are refused."""
+    from edge_liveness.liveness.fusion import fuse_learned
+
+    out = _run(replay_crops, capsys)
+    assert out["texture"]["fusion"] == "learned"
+    assert out["texture"]["model_alone"]["apcer"] >= 0.5 and out["apcer"] <= 1 / 6
+    scorer = evaluate.load_scorer(MODEL)
+    t = evaluate._attach_texture(scorer, argparse.Namespace(no_texture=False, config=None))
+    assert scorer.fusion is not None
+    res = evaluate.score_folder(scorer, replay_crops, progress=False)
+    v = evaluate.verdicts(res, scorer.threshold, t, scorer.fusion)
+    want = [fuse_learned(scorer.fusion, vl, tm, scorer.threshold, t) for vl, tm in zip(res.view_logits, res.texture_models)]
+    assert v.tolist() == pytest.approx(want)

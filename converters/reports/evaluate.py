@@ -49,6 +49,9 @@ class Scorer:
     context_scale: float | None = None  # a two-view model: it also needs align.context_crop at this scale
     texture: Any = None  # edge_liveness.liveness.minifasnet.MiniFASNetPair: the daemon's veto (models.texture), or None
     texture_threshold: float = 0.2  # decision.texture_threshold
+    view_logits: Callable[..., tuple[float, float]] | None = None  # a two-view model's outputs (the learned fusion reads them)
+    fusion: Any = None  # edge_liveness.liveness.fusion.LearnedFusion (decision.fusion = "learned"), or None: the veto
+    model: Any = None  # the LivenessModel behind a .tflite with a manifest (the learned fusion checks its sha256)
 
 
 def load_scorer(path: Path, num_threads: int = 2) -> Scorer:
@@ -61,7 +64,8 @@ def load_scorer(path: Path, num_threads: int = 2) -> Scorer:
         if manifest_path(path).is_file():
             m = LivenessModel(path, num_threads=num_threads)
             if m.views == 2:
-                return Scorer(m.predict_views, m.input_size, m.crop_margin, m.threshold, m.name, m.context_scale)
+                return Scorer(m.predict_views, m.input_size, m.crop_margin, m.threshold, m.name, m.context_scale,
+                              view_logits=m.view_logits, model=m)
             return Scorer(m.predict, m.input_size, m.crop_margin, m.threshold, m.name)
         from edge_liveness.vision.runtime import TFLiteModel
 
@@ -95,6 +99,8 @@ class EvalResult:
     files: list[str] = field(default_factory=list)
     attack_types: list[str] = field(default_factory=list)
     texture_scores: list[float | None] = field(default_factory=list)  # the pair's P(real); None: no mesh, no vote
+    texture_models: list[tuple[float, ...] | None] = field(default_factory=list)  # each MiniFASNet's P(real)
+    view_logits: list[tuple[float, float] | None] = field(default_factory=list)  # a two-view model's two outputs
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     non_image: list[str] = field(default_factory=list)
@@ -130,7 +136,7 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
         if img is None:
             res.unreadable.append(str(p))
             continue
-        ctx, p_tex = None, None
+        ctx, tex = None, None
         if cropper is not None:
             try:
                 v = cropper.views(img)
@@ -141,16 +147,25 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
                 continue
             crop, ctx = v.tight, v.context
             if scorer.texture is not None and v.landmarks is not None:
-                p_tex = scorer.texture.score_landmarks(img, v.landmarks).p_real
+                tex = scorer.texture.score_landmarks(img, v.landmarks)
         else:
             crop = img if img.shape[:2] == (scorer.size, scorer.size) else cv2.resize(img, (scorer.size, scorer.size), interpolation=cv2.INTER_AREA)
             if scorer.texture is not None:  # a crop is all face: the pair's window is the whole image
                 h, w = img.shape[:2]
-                p_tex = scorer.texture.score(img, (0.0, 0.0, float(w - 1), float(h - 1))).p_real
-        res.texture_scores.append(p_tex)
+                tex = scorer.texture.score(img, (0.0, 0.0, float(w - 1), float(h - 1)))
+        res.texture_scores.append(None if tex is None else tex.p_real)
+        res.texture_models.append(None if tex is None else tex.per_model)
         res.labels.append(1 if label == "live" else 0)
-        views = (crop,) if ctx is None else (crop, ctx)
-        res.scores.append(scorer.predict_bgr(*(np.ascontiguousarray(v) for v in views)))
+        views = tuple(np.ascontiguousarray(v) for v in ((crop,) if ctx is None else (crop, ctx)))
+        if ctx is not None and scorer.view_logits is not None:
+            from edge_liveness.liveness.model import p_live_of
+
+            vl = scorer.view_logits(*views)
+            res.view_logits.append(vl)
+            res.scores.append(p_live_of(vl))
+        else:
+            res.view_logits.append(None)
+            res.scores.append(scorer.predict_bgr(*views))
         res.files.append(str(p))
         res.attack_types.append(lab.attack_type if label == "spoof" else "")
         if progress and n % 100 == 0:
@@ -160,11 +175,18 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
     return res
 
 
-def verdicts(res: EvalResult, threshold: float, texture_threshold: float) -> np.ndarray:
-    """Each image's P(live) as the daemon decides it: the model's, vetoed by the texture pair where it scored."""
-    from edge_liveness.liveness.fusion import fuse
+def verdicts(res: EvalResult, threshold: float, texture_threshold: float, fusion=None) -> np.ndarray:
+    """Each image's P(live) as the daemon decides it: the learned fusion (``fusion``) where both models scored,
+    else the model's, vetoed by the texture pair where it scored."""
+    from edge_liveness.liveness.fusion import fuse, fuse_learned
 
-    return np.asarray([fuse(p, threshold, t, texture_threshold) for p, t in zip(res.scores, res.texture_scores)], np.float64)
+    out = []
+    for p, t, vl, tm in zip(res.scores, res.texture_scores, res.view_logits, res.texture_models):
+        if fusion is not None and vl is not None and tm is not None:
+            out.append(fuse_learned(fusion, vl, tm, threshold, texture_threshold))
+        else:
+            out.append(fuse(p, threshold, t, texture_threshold))
+    return np.asarray(out, np.float64)
 
 
 def _texture_block(res: EvalResult, y: np.ndarray, threshold: float, texture_threshold: float | None) -> dict:
@@ -179,10 +201,11 @@ def _texture_block(res: EvalResult, y: np.ndarray, threshold: float, texture_thr
             "model_alone": {"apcer": alone.apcer, "bpcer": alone.bpcer, "acer": alone.acer, "auc": alone.auc}}
 
 
-def summarise(res: EvalResult, threshold: float, model_name: str, texture_threshold: float | None = None) -> dict:
-    """Metrics of the images' verdicts; ``texture_threshold`` (models.texture on) fuses the pair's veto in."""
+def summarise(res: EvalResult, threshold: float, model_name: str, texture_threshold: float | None = None, fusion=None) -> dict:
+    """Metrics of the images' verdicts; ``texture_threshold`` (models.texture on) fuses the pair in: learned
+    (``fusion``) or as a veto."""
     y = np.asarray(res.labels, np.int64)
-    s = verdicts(res, threshold, texture_threshold) if texture_threshold is not None else np.asarray(res.scores, np.float64)
+    s = verdicts(res, threshold, texture_threshold, fusion) if texture_threshold is not None else np.asarray(res.scores, np.float64)
     r = pad_metrics.rates(y, s, threshold)
     return {
         "model": model_name,
@@ -199,7 +222,9 @@ def summarise(res: EvalResult, threshold: float, model_name: str, texture_thresh
         "auc": r.auc,
         "accuracy": r.accuracy,
         "threshold": threshold,
-        "texture": _texture_block(res, y, threshold, texture_threshold),
+        "texture": {**_texture_block(res, y, threshold, texture_threshold),
+                    **({"fusion": "learned"} if fusion is not None and texture_threshold is not None else
+                       {"fusion": "veto"} if texture_threshold is not None else {})},
         "apcer_per_attack": pad_metrics.apcer_per_attack(y, s, res.attack_types, threshold) if len(y) else {},
         "skipped_files": {"no_face": res.no_face, "unreadable": res.unreadable, "non_image": res.non_image,
                           "unlabelled": res.unlabelled},
@@ -264,6 +289,13 @@ def _attach_texture(scorer: Scorer, args) -> float | None:
     from edge_liveness.liveness.minifasnet import MiniFASNetPair
 
     scorer.texture, scorer.texture_threshold = MiniFASNetPair(num_threads=1), settings.decision.texture_threshold
+    model = scorer.model
+    if settings.decision.fusion == "learned" and model is not None and model.views == 2:
+        from edge_liveness.liveness.fusion import load_for
+
+        scorer.fusion = load_for(model.path, model.sha256, {m.path.name: m.sha256 for m in scorer.texture.models},
+                                 model.manifest["view_weights"])
+        scorer.texture_threshold = settings.decision.learned_veto_threshold
     return scorer.texture_threshold
 
 
@@ -283,7 +315,7 @@ def main(args) -> int:
             texture_threshold = _attach_texture(scorer, args)
             res = score_folder(scorer, data_dir, detect=not args.no_detect, progress=not args.json)
             thr = args.threshold if args.threshold is not None else scorer.threshold if scorer.threshold is not None else 0.5
-            out = summarise(res, float(thr), scorer.name, texture_threshold)
+            out = summarise(res, float(thr), scorer.name, texture_threshold, scorer.fusion)
         if videos:
             out["videos"] = _videos(args, videos, data_dir if data_dir.is_dir() else data_dir.parent)
     except ConfigError as e:

@@ -142,12 +142,16 @@ class LivenessModel:
         """P(live) from the tight crop and the context crop (the latter ignored by one-view models)."""
         if self.views == 1:
             return float(self._run(tight_bgr)[0])
-        lt = float(self._run(tight_bgr)[0])
+        return p_live_of(self.view_logits(tight_bgr, context_bgr))
+
+    def view_logits(self, tight_bgr: np.ndarray, context_bgr: np.ndarray | None) -> tuple[float, float]:
+        """A two-view model's two outputs: logit 0 on the tight crop, logit 1 on the context crop (each head
+        times 2 x its view weight: their mean is the model's fused logit)."""
+        if self.views != 2:
+            raise ValueError(f"{self.name} is a one-view model: call predict(crop)")
         if context_bgr is None:
             raise ValueError(f"{self.name} needs the context crop too (align.context_crop, scale {self.context_scale})")
-        lc = float(self._run(context_bgr)[1])
-        z = (lt + lc) / 2.0
-        return float(1.0 / (1.0 + np.exp(-z))) if z >= 0 else float(np.exp(z) / (1.0 + np.exp(z)))
+        return float(self._run(tight_bgr)[0]), float(self._run(context_bgr)[1])
 
     def _run(self, crop_bgr: np.ndarray) -> np.ndarray:
         """The model's dequantised output values for one crop."""
@@ -182,3 +186,9 @@ class LivenessModel:
         d.update({"name": self.name, "sha256": self.sha256, "threshold": self.threshold, "crop_size": self.crop_size,
                   "crop_margin": self.crop_margin, "views": self.views, "context_scale": self.context_scale})
         return d
+
+
+def p_live_of(view_logits: tuple[float, float]) -> float:
+    """A two-view model's P(live): the sigmoid of its two outputs' mean."""
+    z = (view_logits[0] + view_logits[1]) / 2.0
+    return float(1.0 / (1.0 + np.exp(-z))) if z >= 0 else float(np.exp(z) / (1.0 + np.exp(z)))
