@@ -4,8 +4,8 @@ The shipped MobileNetV2 reads the face and its surroundings (bezel, hand, paper 
 pair (MiniFASNet, ``minifasnet.py``) reads what a screen does to the face itself. ``decision.fusion``:
 - ``learned``: one logistic over the four logits (tight head, context head, V2, V1SE), learned by
   leave-one-person-out (``converters/lopo/fusion_export.py``, ``models/liveness_fusion.json``); the
-  pair still vetoes a frame it calls a screen with P(real) under ``decision.texture_threshold``;
-- ``veto``: the liveness model decides and the pair can only veto.
+  pair still vetoes a frame it calls a screen with P(real) under ``decision.learned_veto_threshold``;
+- ``veto``: the liveness model decides and the pair can only veto, under ``decision.texture_threshold``.
 Either way the verdict is a margin in logit units from its own threshold, mapped back onto the liveness
 model's scale: ``fused >= primary threshold`` exactly when the fused score is on the live side, and the
 decision engine, its threshold and ``decision.pass_margin`` keep their meaning.
