@@ -53,8 +53,7 @@ def pair_embeddings(root: Path, onnx_dir: Path, cache: Path) -> dict[str, np.nda
     import onnxruntime as ort
 
     from converters.data.crop_folders import rows_of
-    from converters.lopo.texture import _folders, _frames
-    from converters.passive.minifasnet import face_finder
+    from converters.lopo.texture import _folders, row_faces
     from edge_liveness.liveness import minifasnet as mf
 
     rows = [(d.name, r["source"] or str(r["path"]), r["frame"]) for d in _folders(root) for r in rows_of(d)]
@@ -70,38 +69,19 @@ def pair_embeddings(root: Path, onnx_dir: Path, cache: Path) -> dict[str, np.nda
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sessions.append((ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"]), scale))
-    finder = face_finder()
     emb, ok = np.zeros((len(rows), 128 * len(ONNX)), np.float32), np.zeros(len(rows), bool)
     p_bilinear, p_area = np.full((len(rows), 2), np.nan), np.full((len(rows), 2), np.nan)
-    by_source: dict[str, list[int]] = {}
-    for n, (_, src, _) in enumerate(rows):
-        by_source.setdefault(src, []).append(n)
-    for k, (src, idxs) in enumerate(by_source.items()):
-        frames = dict(_frames(src, [rows[n][2] for n in idxs]))
-        for n in idxs:
-            img = frames.get(rows[n][2])
-            if img is None:
-                continue
-            finder.reset()
-            view = finder.process(img)
-            h, w = img.shape[:2]
-            if view.landmarks is not None:
-                box = mf.face_box(view.landmarks)
-            elif rows[n][0].startswith("crops_"):
-                box = (0.0, 0.0, float(w - 1), float(h - 1))
-            else:
-                continue
-            for j, (sess, scale) in enumerate(sessions):
-                x = mf.crop_for(img, box, scale).astype(np.float32).transpose(2, 0, 1)[None]
-                emb[n, 128 * j:128 * (j + 1)] = sess.run([EMBEDDING], {sess.get_inputs()[0].name: x})[0][0]
-            for j, m in enumerate(pair.models):
-                p_bilinear[n, j] = m.softmax(mf.crop_for(img, box, m.scale))[mf.REAL_CLASS]
-                l, t, r, b = mf.crop_window(w, h, box, m.scale)
-                area = cv2.resize(img[t:b + 1, l:r + 1], (mf.INPUT_SIZE, mf.INPUT_SIZE), interpolation=cv2.INTER_AREA)
-                p_area[n, j] = m.softmax(area)[mf.REAL_CLASS]
-            ok[n] = True
-        if k % 50 == 0:
-            print(f"pair embeddings: {k + 1}/{len(by_source)} sources", file=sys.stderr, flush=True)
+    for n, img, box in row_faces(rows, every=50):
+        h, w = img.shape[:2]
+        for j, (sess, scale) in enumerate(sessions):
+            x = mf.crop_for(img, box, scale).astype(np.float32).transpose(2, 0, 1)[None]
+            emb[n, 128 * j:128 * (j + 1)] = sess.run([EMBEDDING], {sess.get_inputs()[0].name: x})[0][0]
+        for j, m in enumerate(pair.models):
+            p_bilinear[n, j] = m.softmax(mf.crop_for(img, box, m.scale))[mf.REAL_CLASS]
+            l, t, r, b = mf.crop_window(w, h, box, m.scale)
+            area = cv2.resize(img[t:b + 1, l:r + 1], (mf.INPUT_SIZE, mf.INPUT_SIZE), interpolation=cv2.INTER_AREA)
+            p_area[n, j] = m.softmax(area)[mf.REAL_CLASS]
+        ok[n] = True
     out = {"emb": emb, "ok": ok, "p_bilinear": p_bilinear, "p_area": p_area}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(f, **out)

@@ -57,6 +57,36 @@ def _folders(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).iterdir() if p.is_dir() and (p / "index.csv").is_file())
 
 
+def row_faces(rows: list[tuple[str, str, int]], every: int = 20):
+    """(row number, BGR frame, the pair's face box) for each (kind, source, frame) row whose face is found, the way
+    the daemon would frame it: the face mesh finds the face on the row's own frame and ``minifasnet.face_box``
+    frames it; a tight repository crop (kind ``crops``, no frame around the face) is its own box when no face is
+    found. Reads each source once; progress every ``every`` sources on stderr."""
+    from converters.passive.minifasnet import face_finder
+    from edge_liveness.liveness import minifasnet as mf
+
+    finder = face_finder()
+    by_source: dict[str, list[int]] = {}
+    for n, (_, src, _) in enumerate(rows):
+        by_source.setdefault(src, []).append(n)
+    t0 = time.monotonic()
+    for k, (src, idxs) in enumerate(by_source.items()):
+        frames = dict(_frames(src, [rows[n][2] for n in idxs]))
+        for n in idxs:
+            img = frames.get(rows[n][2])
+            if img is None:
+                continue
+            finder.reset()
+            view = finder.process(img)
+            if view.landmarks is not None:
+                yield n, img, mf.face_box(view.landmarks)
+            elif rows[n][0].split("_", 1)[0] == "crops":
+                h, w = img.shape[:2]
+                yield n, img, (0.0, 0.0, float(w - 1), float(h - 1))
+        if k % every == 0:
+            print(f"row faces: {k + 1}/{len(by_source)} sources ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+
 def texture_scores(root: Path, data: Data, cache: Path | None = None) -> np.ndarray:
     """P(real) of the int8 MiniFASNet pair for every row of ``data`` (same order as data.load)."""
     return _pair_scores(root, data, cache, per_model=False)
@@ -69,7 +99,6 @@ def texture_model_scores(root: Path, data: Data, cache: Path | None = None) -> n
 
 
 def _pair_scores(root: Path, data: Data, cache: Path | None, per_model: bool) -> np.ndarray:
-    from converters.passive.minifasnet import face_finder
     from edge_liveness.liveness import minifasnet as mf
 
     pair = mf.MiniFASNetPair(num_threads=1)
@@ -85,32 +114,11 @@ def _pair_scores(root: Path, data: Data, cache: Path | None, per_model: bool) ->
     want = cached_models if per_model else cached
     if want is not None and want.is_file():
         return np.load(want)
-    finder = face_finder()
     out = np.full(len(rows), np.nan)
     each = np.full((len(rows), len(pair.models)), np.nan)
-    by_source: dict[str, list[int]] = {}
-    for n, (_, src, _) in enumerate(rows):
-        by_source.setdefault(src, []).append(n)
-    t0 = time.monotonic()
-    for k, (src, idxs) in enumerate(by_source.items()):
-        frames = dict(_frames(src, [rows[n][2] for n in idxs]))
-        for n in idxs:
-            img = frames.get(rows[n][2])
-            if img is None:
-                continue
-            finder.reset()
-            view = finder.process(img)
-            if view.landmarks is not None:
-                box = mf.face_box(view.landmarks)
-            elif rows[n][0] == "crops":
-                h, w = img.shape[:2]
-                box = (0.0, 0.0, float(w - 1), float(h - 1))
-            else:
-                continue
-            ps = pair.score(img, box)
-            out[n], each[n] = ps.p_real, ps.per_model
-        if k % 20 == 0:
-            print(f"texture scores: {k + 1}/{len(by_source)} sources ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+    for n, img, box in row_faces(rows):
+        ps = pair.score(img, box)
+        out[n], each[n] = ps.p_real, ps.per_model
     # a frame whose face the mesh no longer finds gets no vote from the pair (the daemon would not score it)
     out = np.where(np.isnan(out), 1.0 - _EPS, out)
     each = np.where(np.isnan(each), 1.0 - _EPS, each)
