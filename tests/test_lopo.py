@@ -87,6 +87,11 @@ def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people
             assert 0.0 <= v["apcer"] <= 1.0 and 0.0 <= v["bpcer"] <= 1.0
             assert v["acer"] == pytest.approx((v["apcer"] + v["bpcer"]) / 2)
             assert len(v["thresholds"]) == lopo.N_GROUPS  # one model per real-people repetition
+            # per recording and label, pooled over the repetitions: the rates are their frame-weighted means
+            recs = {(x["recording"], x["label"]): x for x in v["recordings"]}
+            assert sum(x["frames"] for x in recs.values()) == 12 * lopo.N_GROUPS
+            spoof = [x for x in recs.values() if x["label"] == "spoof"]
+            assert sum(x["accepted"] * x["frames"] for x in spoof) / sum(x["frames"] for x in spoof) == pytest.approx(v["apcer"], abs=1e-3)
         # the real-only people are split into groups, and each is judged as unseen
         groups = r["real_only_groups"]
         assert sorted(p for g in groups for p in g) == ["zju_1", "zju_2", "zju_4", "zju_5"]

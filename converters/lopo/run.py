@@ -61,6 +61,7 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
     t0 = time.monotonic()
     for p in attackers:
         acc_l, acc_s, aucs, thrs = [], [], [], []
+        by_rec: dict[tuple[str, int], list[bool]] = {}  # (recording, label) -> accepted flags, pooled over repetitions
         att_l, att_s = [], []  # per attempt: one recording's frames of one label, median score
         for r in range(N_GROUPS):
             g_eval, g_thr = set(groups[r]), set(groups[(r + 1) % N_GROUPS])
@@ -76,6 +77,8 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
             y = data.labels[idx]
             acc_l += (s[y == 1] >= thr).tolist()
             acc_s += (s[y == 0] >= thr).tolist()
+            for rec_, lab_, a in zip(data.recording[idx].tolist(), y.tolist(), (s >= thr).tolist()):
+                by_rec.setdefault((rec_, int(lab_)), []).append(bool(a))
             for (rec_, lab_) in sorted(set(zip(data.recording[idx].tolist(), y.tolist()))):
                 sel = (data.recording[idx] == rec_) & (y == lab_)
                 (att_l if lab_ == 1 else att_s).append(bool(np.median(s[sel]) >= thr))
@@ -106,7 +109,10 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
                          "attempts": {"n_live": len(att_l), "n_attack": len(att_s),
                                       "apcer": float(np.mean(att_s)) if att_s else None,
                                       "bpcer": 1 - float(np.mean(att_l)) if att_l else None},
-                         "auc": float(np.mean(aucs)) if aucs else None, "thresholds": [round(t, 4) for t in thrs]}
+                         "auc": float(np.mean(aucs)) if aucs else None, "thresholds": [round(t, 4) for t in thrs],
+                         # e.g. a full-view cut apart from its original: the share of its frames called live
+                         "recordings": [{"recording": k[0], "label": "live" if k[1] == 1 else "spoof", "frames": len(v),
+                                         "accepted": round(float(np.mean(v)), 4)} for k, v in sorted(by_rec.items())]}
         if p in FLAGGED:
             per_person[p]["flag"] = FLAGGED[p]
         print(f"[{name}] {p}: APCER {apcer:.3f} BPCER {bpcer:.3f} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
