@@ -162,3 +162,25 @@ def test_texture_veto_works_on_the_native_bases():
         vetoed.align(idx[d.labels == 1], 0.02)
         s = vetoed(idx)
         assert (s <= plain + 1e-9).all() and (s[::2] < plain[::2]).any()
+
+
+def test_judge_crops_adds_the_tight_crops_to_what_a_two_view_recipe_judges_never_to_what_it_trains_on():
+    d = _with_crops(_data())
+    plain, judged = Recipe("two-view-mirror", d, 1e-2), Recipe("two-view-mirror", d, 1e-2, judge_crops=True)
+    crops = d.kind == "crops"
+    assert not plain.eval_ok[crops].any() and judged.eval_ok[crops].all()
+    assert (judged.eval_ok[~crops] == plain.eval_ok[~crops]).all()
+    assert (judged.train_ok == plain.train_ok).all() and not judged.train_ok[crops].any()
+
+
+# two real-only people dealt into four groups leave two groups empty: numpy warns on their empty means
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_run_recipe_judges_only_the_named_people_and_names_an_unknown_one():
+    from converters.lopo.run import run_recipe
+
+    d = _data()
+    with pytest.raises(DatasetError, match="--people zed: no attacks of theirs"):
+        run_recipe(d, "tight", 0.02, people=["zed"])
+    res = run_recipe(d, "tight", 0.02, people=["p"])
+    assert set(res["per_person"]) == {"p"}
+    assert {r["label"] for r in res["per_person"]["p"]["recordings"]} == {"live", "spoof"}

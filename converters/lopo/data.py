@@ -34,7 +34,7 @@ class Data:
     source: np.ndarray  # the video or photo the crop was cut from (one attempt)
     recording: np.ndarray  # the capture session (NUAA: subject_session): its frames of one label are one attempt
     tight: np.ndarray  # features
-    context: np.ndarray  # features (rows of crops_* hold the replicated-border view: never used)
+    context: np.ndarray  # features (rows of crops_* see a black border: judged only with --judge-crops)
     tight_mirror: np.ndarray | None = None  # features of the mirrored crops (load(mirror=True))
     context_mirror: np.ndarray | None = None
     native: np.ndarray | None = None  # native-resolution patch features (lopo/native.py): (N, D) or, mirrored too, (2, N, D)

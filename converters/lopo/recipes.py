@@ -108,7 +108,7 @@ class Recipe:
     """fit(mask) -> scorer(idx) -> logits, for one recipe over ``data``."""
 
     def __init__(self, name: str, data, l2: float, texture: np.ndarray | None = None, texture_threshold: float = 0.5,
-                 synth_share: float = SYNTH_SHARE, texture_models: np.ndarray | None = None):
+                 synth_share: float = SYNTH_SHARE, texture_models: np.ndarray | None = None, judge_crops: bool = False):
         base, mods = parse(name)
         if mods & {DISTIL, TEXTURE, FUSION} and texture is None:
             raise DatasetError(f"recipe {name} needs the texture pair's scores (texture.texture_scores)")
@@ -133,6 +133,8 @@ class Recipe:
         self.train_tight = use  # the two-view recipes' tight head learns from every kind of crop
         judged = ~synth
         self.eval_ok = judged & ((frames | (data.kind == "watermarked")) if base not in ALL_KINDS_BASES else True)
+        if judge_crops:  # also judge the tight repository crops as the daemon would (context: their black border)
+            self.eval_ok = self.eval_ok | (judged & (data.kind == "crops"))
 
     def targets(self) -> np.ndarray:
         y = self.d.labels.astype(np.float32)

@@ -48,10 +48,16 @@ __all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main",
 
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
                texture: np.ndarray | None = None, texture_threshold: float = 0.5, synth_share: float = SYNTH_SHARE,
-               texture_models: np.ndarray | None = None) -> dict:
-    rec = Recipe(name, data, l2, texture, texture_threshold, synth_share, texture_models)
+               texture_models: np.ndarray | None = None, people: list[str] | None = None, judge_crops: bool = False) -> dict:
+    rec = Recipe(name, data, l2, texture, texture_threshold, synth_share, texture_models, judge_crops)
     groups = real_only_groups(data, seed)
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
+    if people:
+        missing = sorted(set(people) - set(attackers))
+        if missing:
+            raise DatasetError(f"--people {','.join(missing)}: no attacks of theirs are judged by {name} "
+                               f"(people with attacks: {','.join(attackers)})")
+        attackers = sorted(people)
     per_person: dict[str, dict] = {}
     real_unseen: dict[str, list] = {}  # person -> accepted flags
     real_photo: list[bool] = []  # accepted flags of still photos of unseen real people
@@ -178,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--texture-threshold", type=float, default=0.5,
                     help="+texture recipes: the pair's P(real) under which it vetoes a frame (0.5: upstream's own call)")
     ap.add_argument("--cache", default=None, help="feature cache folder (default DATA_ROOT/.features)")
+    ap.add_argument("--people", default="", help="judge only these people (comma-separated; default: every person with attacks)")
+    ap.add_argument("--judge-crops", action="store_true",
+                    help="also judge the tight repository crops (crops_*) with the two-view recipes, as the daemon would see them")
     ap.add_argument("--name", default="liveness_lopo", help="file name stem of the results: NAME_<recipe>.json, NAME.png")
     args = ap.parse_args(argv)
     root = Path(args.root)
@@ -208,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name in names:
             res = run_recipe(data, name, args.target_bpcer, args.l2, texture=texture, texture_threshold=args.texture_threshold,
-                             synth_share=args.synth_share, texture_models=texture_models)
+                             synth_share=args.synth_share, texture_models=texture_models,
+                             people=[p.strip() for p in args.people.split(",") if p.strip()] or None, judge_crops=args.judge_crops)
             results[name] = res
             (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
         shipped = shipped_report(data, Path(args.shipped), root, args.target_bpcer) if args.shipped else None
