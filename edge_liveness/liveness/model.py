@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_liveness.liveness.fusion import sigmoid
 from edge_liveness.vision.runtime import ModelError, TFLiteModel, bundled_model_path
 
 DEFAULT_MODEL_NAME = "liveness_two_view_int8.tflite"
@@ -190,5 +191,4 @@ class LivenessModel:
 
 def p_live_of(view_logits: tuple[float, float]) -> float:
     """A two-view model's P(live): the sigmoid of its two outputs' mean."""
-    z = (view_logits[0] + view_logits[1]) / 2.0
-    return float(1.0 / (1.0 + np.exp(-z))) if z >= 0 else float(np.exp(z) / (1.0 + np.exp(z)))
+    return sigmoid((view_logits[0] + view_logits[1]) / 2.0)
