@@ -85,3 +85,27 @@ def test_the_learned_fusion_judges_images_as_the_daemon_does(replay_crops, face_
     v = evaluate.verdicts(res, scorer.threshold, t, scorer.fusion)
     want = [fuse_learned(scorer.fusion, vl, tm, scorer.threshold, t) for vl, tm in zip(res.view_logits, res.texture_models)]
     assert v.tolist() == pytest.approx(want)
+
+
+def test_tight_crops_are_named_as_showing_little_around_the_face(replay_crops, face_models, capsys):
+    out = _run(replay_crops, capsys)
+    ls = out["little_surroundings"]
+    # a repository crop is about 1.5x the face: its 2.7x context view is mostly black border
+    assert ls["n_images"] == 12 and ls["n_live"] == 6 and ls["n_spoof"] == 6
+    args = argparse.Namespace(model=str(MODEL), data_dir=str(replay_crops), json=False, no_detect=False, threshold=None,
+                              per_file=False)
+    assert evaluate.main(args) == 0
+    err = capsys.readouterr().err
+    assert "12 of 12 images show little around the face" in err and "training.md section 9" in err
+
+
+def test_full_camera_frames_are_not_flagged(face_models, shared_data, tmp_path, capsys):
+    src = shared_data / "liveness" / "nuaa" / "live" / "0001"
+    files = sorted(src.glob("*.jpg"))[:3]
+    if len(files) < 3:
+        pytest.skip(f"{src}: fewer than 3 NUAA frames")
+    (tmp_path / "live").mkdir()
+    for f in files:
+        shutil.copyfile(f, tmp_path / "live" / f.name)
+    out = _run(tmp_path, capsys)
+    assert out["n_images"] == 3 and out["little_surroundings"]["n_images"] == 0

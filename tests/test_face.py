@@ -137,3 +137,20 @@ def test_context_crop_is_the_same_square_scaled(shared_data):
     assert np.abs(inner.astype(int) - face_only.astype(int)).mean() < 12
     with pytest.raises(ValueError, match="context scale must be >= 1"):
         context_crop(img, a, 128, 0.5)
+
+
+def test_inside_share_is_the_part_of_a_crop_that_shows_the_frame():
+    from edge_liveness.vision.align import context_crop
+
+    frame = np.full((480, 640, 3), 128, np.uint8)
+    level = FaceAnchors(left_eye=(350.0, 220.0), right_eye=(290.0, 220.0), mouth=(320.0, 290.0))
+    assert align_crop(frame, level, 64, 0.25).inside_share(frame.shape) == 1.0  # a face well inside the frame
+    assert context_crop(frame, level, 64, 2.7).inside_share(frame.shape) == 1.0
+    near = FaceAnchors(left_eye=(380.0, 220.0), right_eye=(260.0, 220.0), mouth=(320.0, 292.0))  # twice as close
+    wide = context_crop(frame, near, 64, 2.7)
+    border = (wide.image == 0).all(-1).mean()  # the crop's black border is the part outside the frame
+    assert 0.3 < wide.inside_share(frame.shape, grid=64) < 0.8
+    assert wide.inside_share(frame.shape, grid=64) == pytest.approx(1 - border, abs=0.03)
+    # the same face at the frame's left edge: about half its tight crop runs off the frame
+    edge = FaceAnchors(left_eye=(30.0, 220.0), right_eye=(-30.0, 220.0), mouth=(0.0, 290.0))
+    assert align_crop(frame, edge, 64, 0.25).inside_share(frame.shape) == pytest.approx(0.5, abs=0.07)

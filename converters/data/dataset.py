@@ -99,8 +99,9 @@ class FaceCropper:
             lm = None
         anchors = lm.anchors() if lm is not None else face.anchors()
         tight = align_crop(frame_bgr, anchors, self.size, self.margin).image
-        ctx = context_crop(frame_bgr, anchors, self.size, self.context_scale).image if self.context_scale else None
-        return CropViews(tight, ctx, len(faces), lm)
+        ctx = context_crop(frame_bgr, anchors, self.size, self.context_scale) if self.context_scale else None
+        return CropViews(tight, None if ctx is None else ctx.image, len(faces), lm,
+                         None if ctx is None else ctx.inside_share(frame_bgr.shape))
 
 
 @dataclass
@@ -109,6 +110,7 @@ class CropViews:
     context: np.ndarray | None
     n_faces: int
     landmarks: object | None  # edge_liveness.vision.landmarks.FaceLandmarks of the largest face, when the mesh took
+    context_inside: float | None = None  # share of the context view inside the image (AlignedCrop.inside_share)
 
 
 def label_from_path(path: Path) -> str | None:

@@ -92,6 +92,10 @@ def load_scorer(path: Path, num_threads: int = 2) -> Scorer:
     raise EvaluateError(f"{path}: unknown model type (give a .tflite or .keras file)")
 
 
+# a context view with less than this share inside the image shows too little around the face to judge by
+LITTLE_SURROUNDINGS = 0.3  # tight face crops measure 0.10-0.15, NUAA frames 0.45-1.0
+
+
 @dataclass
 class EvalResult:
     labels: list[int] = field(default_factory=list)
@@ -101,6 +105,7 @@ class EvalResult:
     texture_scores: list[float | None] = field(default_factory=list)  # the pair's P(real); None: no mesh, no vote
     texture_models: list[tuple[float, ...] | None] = field(default_factory=list)  # each MiniFASNet's P(real)
     view_logits: list[tuple[float, float] | None] = field(default_factory=list)  # a two-view model's two outputs
+    context_inside: list[float | None] = field(default_factory=list)  # share of the context view inside the image
     no_face: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     non_image: list[str] = field(default_factory=list)
@@ -146,9 +151,11 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
                 res.no_face.append(str(p))
                 continue
             crop, ctx = v.tight, v.context
+            res.context_inside.append(v.context_inside)
             if scorer.texture is not None and v.landmarks is not None:
                 tex = scorer.texture.score_landmarks(img, v.landmarks)
         else:
+            res.context_inside.append(None)
             crop = img if img.shape[:2] == (scorer.size, scorer.size) else cv2.resize(img, (scorer.size, scorer.size), interpolation=cv2.INTER_AREA)
             if scorer.texture is not None:  # a crop is all face: the pair's window is the whole image
                 h, w = img.shape[:2]
@@ -226,9 +233,19 @@ def summarise(res: EvalResult, threshold: float, model_name: str, texture_thresh
                     **({"fusion": "learned"} if fusion is not None and texture_threshold is not None else
                        {"fusion": "veto"} if texture_threshold is not None else {})},
         "apcer_per_attack": pad_metrics.apcer_per_attack(y, s, res.attack_types, threshold) if len(y) else {},
+        "little_surroundings": _little_surroundings(res, y),
         "skipped_files": {"no_face": res.no_face, "unreadable": res.unreadable, "non_image": res.non_image,
                           "unlabelled": res.unlabelled},
     }
+
+
+def _little_surroundings(res: EvalResult, y: np.ndarray) -> dict:
+    """The images whose face leaves little of the context view inside the image (a tight face crop, a face
+    filling the picture): the passive verdict is not calibrated for them (docs/training.md section 9)."""
+    share = np.asarray([np.nan if v is None else v for v in res.context_inside], np.float64)
+    little = share < LITTLE_SURROUNDINGS
+    return {"inside_share_under": LITTLE_SURROUNDINGS, "n_images": int(little.sum()),
+            "n_live": int((little & (y == 1)).sum()), "n_spoof": int((little & (y == 0)).sum())}
 
 
 def _fmt(v) -> str:
@@ -341,6 +358,12 @@ def main(args) -> int:
                 print(f"{'texture':>11}: off (the liveness model alone)")
             for t, v in out["apcer_per_attack"].items():
                 print(f"{'apcer_' + t:>11}: {v:.4f}")
+            ls = out["little_surroundings"]
+            if ls["n_images"]:
+                print(f"warning: {ls['n_images']} of {out['n_images']} images show little around the face (under "
+                      f"{ls['inside_share_under']:.0%} of the context view inside the image, e.g. tight face crops): the "
+                      "passive verdict is not calibrated for them; judge full camera frames (docs/training.md section 9)",
+                      file=sys.stderr)
         for kind, lst in out.get("skipped_files", {}).items():
             for f in lst[:20]:
                 print(f"skipped ({kind}): {f}", file=sys.stderr)

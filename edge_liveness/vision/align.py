@@ -95,6 +95,16 @@ class AlignedCrop:
         pts = np.asarray(pts, np.float64)
         return pts[..., :2] @ self.matrix[:, :2].T + self.matrix[:, 2]
 
+    def inside_share(self, frame_shape: tuple[int, ...], grid: int = 16) -> float:
+        """The share of this crop that shows the frame (the rest is border): about 1 for a face well inside a
+        camera frame, about 0.1 for a context view cut from a tight face crop. Sampled on a grid x grid lattice."""
+        size = self.image.shape[0]
+        c = (np.arange(grid) + 0.5) * size / grid - 0.5
+        pts = self.to_frame(np.stack(np.meshgrid(c, c), -1).reshape(-1, 2))
+        h, w = frame_shape[:2]
+        inside = (pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5) & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5)
+        return float(inside.mean())
+
 
 def crop_matrices(anchors: FaceAnchors, size: int, margin: float) -> tuple[np.ndarray, np.ndarray, float]:
     """The frame -> crop and crop -> frame 2x3 matrices and the crop side in frame pixels."""
