@@ -219,11 +219,13 @@ class Pipeline:
         `blinks score` does; without a blink model, as `blinks train` extracts signals, on every
         frame). Once an attempt in a blink mode no longer needs a blink the eyes are not read at all:
         the mesh's eyelids are on another scale, and mixing them in would spoil the attempt's EAR
-        evidence. Otherwise (idle, other modes) the mesh's eyelids keep the signals flowing."""
+        evidence. Nor are they read while no attempt collects or can start (after a decision, until the face
+        leaves or the cooldown ends): nothing on those frames can use them. Otherwise (an attempt of another
+        mode, or one that may start) the mesh's eyelids keep the signals flowing."""
         e = self.engine
         if self.always_eyes or e.wants_blinks:
             return True, True
-        if e.state == COLLECTING and e.attempt_mode in BLINK_TAKING_MODES:
+        if not e.wants_liveness or (e.state == COLLECTING and e.attempt_mode in BLINK_TAKING_MODES):
             return False, False
         return False, True
 
