@@ -204,3 +204,16 @@ def test_one_eye_a_run_in_the_pipeline_decides_as_both_eyes_did(portrait):
     assert [(d.result, d.reason) for d in decided[1]] == [(d.result, d.reason) for d in decided[2]]
     ev = decided[1][0].evidence
     assert ev["ear_baseline"] is not None and not math.isnan(ev["ear_baseline"])
+
+
+def test_no_eyelids_are_read_after_a_decision_until_another_attempt_can_start(portrait):
+    # tranvanluyt's real video: he passes and stays in view, so the rest of the clip waits for him to leave
+    p = _pipeline()
+    res = [p.process(f) for f in portrait]
+    decided = [i for i, r in enumerate(res) if any(o.kind == "decision" for o in r.outputs)]
+    assert decided, "a decision on this recording"
+    after = res[decided[0] + 1:]
+    assert after and all(r.view.landmarks is not None for r in after), "the face stays (the mesh still runs)"
+    assert not any(r.attempt for r in after), "no new attempt until the face leaves"
+    assert all(r.eyes is None and "eyes" not in r.ms for r in after), "nothing reads the eyelids there"
+    assert any(r.eyes is not None for r in res[: decided[0] + 1])
