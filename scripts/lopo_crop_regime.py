@@ -57,7 +57,7 @@ def run_variant(d, tm, tx, crops: np.ndarray, learn_from: str, target: float) ->
     for p in sorted(set(d.person[crops].tolist())):
         train = (d.person != p) & (d.kind != "watermarked")
         score = F.fit_recipe(rec, train)
-        cf, fused = F._CACHE[F._key(rec, train, True)]
+        cf, fused = F.fitted(rec, train)  # the same fit (cached): its out-of-group scores set the threshold
         live_crops = crops[cf.idx] & (d.labels[cf.idx] == 1)
         thr = threshold_for_bpcer(sigmoid(fused.head.logit(cf.x_oof)[live_crops]), target)
         idx = np.flatnonzero((d.person == p) & crops)

@@ -149,9 +149,10 @@ def _key(rec, mask: np.ndarray, fusion: bool) -> tuple:
     return (id(rec.d), rec.base, mods, rec.l2, rec.synth_share, fusion, hashlib.sha1(mask.tobytes()).hexdigest())
 
 
-def fit_recipe(rec, mask: np.ndarray):
-    """The fold's scorer of a ``+fusion`` and/or ``+tuneT`` recipe ``rec`` (converters/lopo/recipes.py)."""
-    from converters.lopo.recipes import FUSION, TEXTURE, TUNED
+def fitted(rec, mask: np.ndarray) -> tuple[CrossFit, Fused | None]:
+    """The fold's cross-fit of ``rec`` on the rows in ``mask`` (its out-of-group inputs and the inputs' scorer) and,
+    for ``+fusion``, the learned fusion; cached, so recipes that differ only in their veto share one fit."""
+    from converters.lopo.recipes import FUSION
 
     d, fusion = rec.d, FUSION in rec.mods
     key = _key(rec, mask, fusion)
@@ -170,7 +171,15 @@ def fit_recipe(rec, mask: np.ndarray):
         if fusion:
             fused = Fused(fit_fusion(cf.x_oof, d.labels[cf.idx], d.person[cf.idx]), cf.inputs)
         _CACHE[key] = (cf, fused)
-    cf, fused = _CACHE[key]
+    return _CACHE[key]
+
+
+def fit_recipe(rec, mask: np.ndarray):
+    """The fold's scorer of a ``+fusion`` and/or ``+tuneT`` recipe ``rec`` (converters/lopo/recipes.py)."""
+    from converters.lopo.recipes import TEXTURE, TUNED
+
+    d = rec.d
+    cf, fused = fitted(rec, mask)
     if fused is not None:
         rec.notes.append({"weights": fused.weights()})
         primary, oof_primary = fused, fused.head.logit(cf.x_oof)

@@ -58,7 +58,8 @@ def _folders(root: Path) -> list[Path]:
 
 
 def row_faces(rows: list[tuple[str, str, int]], every: int = 20):
-    """(row number, BGR frame, the pair's face box) for each (kind, source, frame) row whose face is found, the way
+    """(row number, BGR frame, the pair's face box) for each (kind, source, frame) row whose face is found (kind: the
+    folder's kind or its whole name, ``crops`` / ``crops_vishal``), the way
     the daemon would frame it: the face mesh finds the face on the row's own frame and ``minifasnet.face_box``
     frames it; a tight repository crop (kind ``crops``, no frame around the face) is its own box when no face is
     found. Reads each source once; progress every ``every`` sources on stderr."""
