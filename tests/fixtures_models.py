@@ -33,6 +33,28 @@ def face_models() -> Path:
 
 
 @pytest.fixture(scope="session")
+def float_eye_store(face_models):
+    """A ModelStore over the face models' folder with ``models.eyes = "iris_landmark.tflite"``: the wheel's
+    float eye model, fetched when absent. Not the default since 2026-12-04 (the int8 copy in the package is),
+    so `face_models` no longer brings it; the tests that compare against it or rebuild from it ask here."""
+    from edge_liveness.vision.modelstore import WHEEL_NAME, ModelStore
+    from edge_liveness.vision.runtime import ModelError
+
+    store = ModelStore(face_models, {"eyes": "iris_landmark.tflite"})
+    if store.locate_optional("eyes") is None:
+        wheel = Path(os.environ.get("EDGE_LIVENESS_MODEL_WHEEL") or LOCAL_WHEEL_DIR / WHEEL_NAME)
+        if not wheel.is_file():
+            pytest.fail(f"the float eye model is missing in {face_models}: run `edge-liveness models fetch` with "
+                        f"models.eyes = \"iris_landmark.tflite\" before the tests")
+        try:
+            store.fetch(wheel, log=lambda m: None)
+        except ModelError as e:
+            pytest.fail(f"could not fetch the float eye model from {wheel}: {e}")
+    store.locate("eyes")
+    return store
+
+
+@pytest.fixture(scope="session")
 def face_finder(face_models):
     from edge_liveness.config import load_settings
     from edge_liveness.vision.tracking import FaceFinder

@@ -25,7 +25,7 @@ CLIP = REPO / "tests" / "data" / "blink" / "000010M_FTN.avi"
 @pytest.fixture(scope="module")
 def eye_refiner(face_models):
     refiner = EyeRefiner.from_settings(load_settings())
-    assert refiner is not None, "the face_models fixture fetches the eye model too"
+    assert refiner is not None, "the default eye model (int8) is shipped in the package"
     return refiner
 
 
@@ -60,20 +60,28 @@ def test_ear_formula():
     assert ear_from_points(pts) == pytest.approx(0.25)
 
 
-def test_eye_crops_are_what_run_feeds_the_model(face_finder, eye_refiner, shared_data):
+@pytest.mark.parametrize("which", ["default", "float"])
+def test_eye_crops_are_what_run_feeds_the_model(face_finder, eye_refiner, float_eye_store, shared_data, which):
     # crops() (calibration of the int8 eye model) must be the very input run() gives the model: the
-    # model on crop row 0 / row 1 gives run()'s right / left eye (EAR survives the crop->frame affine)
+    # model on crop row 0 / row 1 gives run()'s right / left eye (EAR survives the crop->frame affine);
+    # for the default (int8) model and for the wheel's float model it was calibrated from
     from edge_liveness.vision.eyes import CONTOUR_EAR, N_CONTOUR
 
+    refiner = eye_refiner if which == "default" else EyeRefiner(float_eye_store.path("eyes"))
+    model = refiner.model
+    assert model.input.dtype == (np.int8 if which == "default" else np.float32)
     frame = video_frame(shared_file("video", "tranvanluyt_real.mp4"), 533)  # lids shut (eyes.py docstring)
     points = face_finder.process(frame).landmarks.points
-    crops = eye_refiner.crops(frame, points)
-    assert crops.shape == (2, 64, 64, 3) and crops.dtype == np.float32 and 0.0 <= crops.min() < crops.max() <= 1.0
-    pair = eye_refiner.run(frame, points)
-    model = eye_refiner.model
+    crops = refiner.crops(frame, points)
+    assert crops.shape == (2, 64, 64, 3) and crops.dtype == model.input.dtype and crops.min() < crops.max()
+    if which == "float":
+        assert 0.0 <= crops.min() and crops.max() <= 1.0
+    pair = refiner.run(frame, points)
     ci = next(i for i, o in enumerate(model.outputs) if o.shape[-1] == N_CONTOUR * 3)
     for row, eye in ((0, pair.right), (1, pair.left)):
-        contour = model.run(crops[row:row + 1])[ci].reshape(N_CONTOUR, 3)
+        model.set_input_raw(crops[row:row + 1])
+        model.invoke()
+        contour = np.asarray(model.output(ci), np.float64).reshape(N_CONTOUR, 3)
         assert ear_from_points(contour[list(CONTOUR_EAR)]) == pytest.approx(ear_from_points(eye.ear_points), abs=1e-5)
 
 

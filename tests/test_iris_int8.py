@@ -18,12 +18,6 @@ INT8 = REPO / "models" / "iris_landmark_int8.tflite"
 MANIFEST = INT8.with_suffix(".json")
 
 
-def _store(face_models):
-    from edge_liveness.config import load_settings
-
-    return ModelStore.from_settings(load_settings())
-
-
 def _faces(face_finder, video, start, stop) -> dict:
     """frame index -> (frame, mesh points) for start..stop-1; the finder tracks from frame 0, as in a replay."""
     face_finder.reset()
@@ -52,11 +46,11 @@ def test_committed_int8_model_matches_its_manifest():
     assert m["check_int8_vs_float"]["ear_abs_diff"]["mean"] < 0.01
 
 
-def test_rebuild_knows_the_eye_model_ops_and_refuses_others(face_models):
+def test_rebuild_knows_the_eye_model_ops_and_refuses_others(float_eye_store):
     pytest.importorskip("tensorflow", reason="the rebuild reads the flatbuffer with TensorFlow's schema (workstation)")
     from converters.blink.iris_rebuild import KNOWN_OPS, IrisConvertError, read_graph
 
-    store = _store(face_models)
+    store = float_eye_store
     ops, ins, outs = read_graph(store.path("eyes").read_bytes())
     assert {o.kind for o in ops} == set(KNOWN_OPS) and len(ins) == 1 and len(outs) == 2
     # the face mesh keeps float16 weights behind DEQUANTIZE ops; the detector concatenates
@@ -65,11 +59,11 @@ def test_rebuild_knows_the_eye_model_ops_and_refuses_others(face_models):
             read_graph(store.path(key).read_bytes())
 
 
-def test_rebuilt_float_model_matches_the_file_on_real_eye_crops(face_finder, face_models, shared_data):
+def test_rebuilt_float_model_matches_the_file_on_real_eye_crops(face_finder, float_eye_store, shared_data):
     pytest.importorskip("tensorflow", reason="the rebuild is Keras (workstation)")
     from converters.blink.iris_int8 import REBUILD_TOLERANCE_PX, build_keras, compare, keras_points, tflite_points
 
-    path = _store(face_models).path("eyes")
+    path = float_eye_store.path("eyes")
     refiner = EyeRefiner(path)
     faces = list(_faces(face_finder, shared_file("video", "apfol_real2.webm"), 0, 40).values())[::4]
     crops = np.concatenate([refiner.crops(f, p) for f, p in faces])
@@ -79,11 +73,11 @@ def test_rebuilt_float_model_matches_the_file_on_real_eye_crops(face_finder, fac
     assert diff["contour_px"]["max"] < REBUILD_TOLERANCE_PX and diff["iris_px"]["max"] < REBUILD_TOLERANCE_PX
 
 
-def test_int8_eye_model_reads_a_real_blink_like_the_float_one(face_finder, face_models, shared_data):
+def test_int8_eye_model_reads_a_real_blink_like_the_float_one(face_finder, float_eye_store, shared_data):
     # tranvanluyt_real.mp4 (never in the calibration): a blink at 531-536 (tests/data/blinks)
     faces = _faces(face_finder, shared_file("video", "tranvanluyt_real.mp4"), 500, 560)
     assert len(faces) == 60
-    f32, q8 = EyeRefiner(_store(face_models).path("eyes")), EyeRefiner(INT8)
+    f32, q8 = EyeRefiner(float_eye_store.path("eyes")), EyeRefiner(INT8)
     assert q8.model.input.dtype == np.int8
     frame, points = faces[500]
     # the int8 input is the float input quantised (q = pixel - 128)
@@ -111,15 +105,16 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no video under" in r.stderr
 
 
-def test_config_can_pick_the_bundled_int8_eye_model_and_it_is_verified(tmp_path, monkeypatch):
-    # `models.eyes = "iris_landmark_int8.tflite"` loads the copy shipped in the package, pinned by sha256
-    # like the wheel's models; an altered copy is refused with one line, never loaded
+def test_the_default_eye_model_is_the_bundled_int8_copy_and_it_is_verified(tmp_path, monkeypatch):
+    # the default `models.eyes = "iris_landmark_int8.tflite"` loads the copy shipped in the package, pinned by
+    # sha256 like the wheel's models, with no fetch; an altered copy is refused with one line, never loaded
     from edge_liveness.config import load_settings
     from edge_liveness.vision import runtime
     from edge_liveness.vision.modelstore import BUNDLED_ALTERNATIVES
 
     s = load_settings()
-    s = s.model_copy(update={"models": s.models.model_copy(update={"eyes": "iris_landmark_int8.tflite", "dir": str(tmp_path)})})
+    assert s.models.eyes == "iris_landmark_int8.tflite"
+    s = s.model_copy(update={"models": s.models.model_copy(update={"dir": str(tmp_path)})})
     store = ModelStore.from_settings(s)
     assert store.locate("eyes") == runtime.bundled_model_path("iris_landmark_int8.tflite")
     assert BUNDLED_ALTERNATIVES["eyes"]["iris_landmark_int8.tflite"] == json.loads(INT8.with_suffix(".json").read_text())["sha256"]

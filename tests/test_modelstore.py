@@ -87,7 +87,9 @@ def test_eye_model_is_optional_but_never_altered(tmp_path, face_models):
     # missing: the daemon still starts (blinks fall back to the mesh), verify says so and exits 0
     assert set(store.check()) == {"detector", "landmarks"}
     assert store.locate_optional("eyes") is None
-    settings = load_settings().model_copy(update={"models": load_settings().models.model_copy(update={"dir": str(tmp_path)})})
+    # the wheel's float eye model (the int8 default is in the package and cannot go missing)
+    float_eyes = {"dir": str(tmp_path), "eyes": "iris_landmark.tflite"}
+    settings = load_settings().model_copy(update={"models": load_settings().models.model_copy(update=float_eyes)})
     assert EyeRefiner.from_settings(settings) is None
     r = subprocess.run([sys.executable, "-m", "edge_liveness", "models", "verify", "--dir", str(tmp_path)],
                        capture_output=True, text=True)

@@ -101,7 +101,7 @@ class ModelsConfig(Section):
     dir: PathText = Field(default_factory=_default_models_dir, description="where `models fetch` puts third-party models")
     detector: PathText = "face_detection_short_range.tflite"
     landmarks: PathText = "face_landmark.tflite"
-    eyes: PathText = Field("iris_landmark.tflite", description="eye-contour model (optional: without it blinks use the mesh's eyelids); \"iris_landmark_int8.tflite\" = the int8 copy shipped with the package")
+    eyes: PathText = Field("iris_landmark_int8.tflite", description="eye-contour model: \"iris_landmark_int8.tflite\" (default) = the int8 copy shipped with the package; \"iris_landmark.tflite\" = the float model `models fetch` brings (optional: without one blinks use the mesh's eyelids)")
     liveness: PathText = Field("", description="liveness .tflite; empty = the model shipped with the package")
     texture: bool = Field(True, description="also score the bundled texture pair (MiniFASNet, int8): a frame it calls an attack fails whatever the liveness model says (decision.texture_threshold; docs/decision.md)")
     num_threads: int = Field(1, ge=1, le=16)

