@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""The Pi 4 projection of attempt frames: this machine's per-stage costs times a stated Pi/x86 ratio.
+"""The Pi 4 projection of attempt frames: this machine's per-stage costs times a Pi/x86 ratio.
 
     .venv/bin/python benchmarks/pi4_projection.py [BENCH_JSON ...] [--out benchmarks/results/bench_pi4_projection.json]
 
 The ratio: XNNPACK's published FP32 MobileNet v2 1.0X time on a Raspberry Pi 4 (BCM2711, all 4 cores,
 github.com/google/XNNPACK README, "Raspberry Pi" table: 44 ms) over the same network timed here (Keras
 MobileNetV2 1.0, 224 px, float32, converted to TFLite, run through the daemon's runtime wrapper on ONE
-thread). Building the network needs TensorFlow (workstation); ``--reference-ms`` skips that with a
-given time. The per-stage costs are the bench's own (``attempts`` in each ``bench_*.json``: ms per
-attempt frame, best of the passes, every model on every frame vs scheduled). A projection, not a
-measurement: `edge-liveness bench` on the Pi is the measurement.
+thread: converters/reports/pi_reference.py). Each bench file made since 2026-12-04 carries that ratio
+measured in its own run, between its passes (``pi4_projection.ratio_measured_in_run``): the stage
+costs and the ratio then come from the same minutes, and this script uses it. For an older file the
+script times the network now (needs TensorFlow; ``--reference-ms`` gives a time instead), which mixes
+two hours' speeds: that file's entry says so. The per-stage costs are the bench's own (``attempts``:
+ms per attempt frame, best of the passes, every model on every frame vs scheduled). A projection, not
+a measurement: `edge-liveness bench` on the Pi is the measurement.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from edge_liveness.bench.attempt_frames import PI4_MS  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
-PI4_MNV2_MS = 44.0  # XNNPACK README, Raspberry Pi table, RPi 4 (BCM2711), FP32 MobileNet v2 1.0X
 SOURCES = ("bench_*_tranvanluyt-real_368x656_t1.json", "bench_*_apfol-real2_640x480_t1.json")
 CAMERA_FPS = 30.0
 # XNNPACK issue 814: 1 -> 4 threads on a Pi 4 ran ~2.2x faster; a half of the overlapped loop left one core
@@ -31,32 +35,16 @@ CAMERA_FPS = 30.0
 ONE_CORE_SLOWDOWN = 2.2
 
 
-def reference_ms(rounds: int = 5, runs: int = 50) -> float:
-    """MobileNetV2 1.0 224 float32 through TFLiteModel on one thread: the lowest of the rounds' p50s (the round
-    least disturbed by others' jobs, as the bench takes the best of its passes)."""
-    import numpy as np
-    import tensorflow as tf
-
-    from edge_liveness.vision.runtime import TFLiteModel
+def reference_ms(blocks: int = 5, invokes: int = 50) -> float:
+    """MobileNetV2 1.0 224 float32 through the daemon's runtime on one thread, now: the lowest block median."""
+    from converters.reports.pi_reference import write_reference
+    from edge_liveness.bench.attempt_frames import ReferenceTimer
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mobilenet_v2_1.0_224_float32.tflite"
-        net = tf.keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None)
-        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(net).convert())
-        model = TFLiteModel(path, num_threads=1, name="mobilenet_v2_1.0_224")
-        it = model.interpreter
-        it.set_tensor(it.get_input_details()[0]["index"], np.random.default_rng(0).random((1, 224, 224, 3), np.float32))
-        for _ in range(5):
-            it.invoke()
-        p50s = []
-        for _ in range(rounds):
-            ts = []
-            for _ in range(runs):
-                t = time.perf_counter()
-                it.invoke()
-                ts.append((time.perf_counter() - t) * 1e3)
-            p50s.append(float(np.percentile(ts, 50)))
-    return round(min(p50s), 2)
+        timer = ReferenceTimer(str(write_reference(Path(tmp) / "mobilenet_v2_1.0_224_float32.tflite")), invokes)
+    for _ in range(blocks):
+        timer.block()
+    return min(timer.blocks_ms)
 
 
 def _newest_with_attempts(paths) -> list[Path]:
@@ -66,10 +54,22 @@ def _newest_with_attempts(paths) -> list[Path]:
     return [max(found)[1]] if found else []
 
 
-def project(bench: dict, ratio: float) -> dict:
+def ratio_of(bench: dict, fallback) -> tuple[float, dict]:
+    """The bench run's own measured ratio, or ``fallback()``'s (x86 ms now) with a note that it mixes hours."""
+    own = (bench.get("pi4_projection") or {}).get("ratio_measured_in_run")
+    if own:
+        return round(PI4_MS / own["x86_ms"], 2), {**own, "when": "in the bench run itself, between its passes"}
+    x86 = fallback()
+    return round(PI4_MS / x86, 2), {"pi4_ms": PI4_MS, "x86_ms": x86, "when": "timed by this script, not in the bench run: "
+                                    "the stage costs and the ratio come from different hours"}
+
+
+def project(bench: dict, fallback) -> dict:
     att = bench["attempts"]
+    ratio, how = ratio_of(bench, fallback)
     out = {"source": Path(bench["source"]["path"]).name, "size": f"{bench['source']['width']}x{bench['source']['height']}",
-           "bench_created": bench["created"], "attempt_frames": att["variants"]["scheduled"]["attempt_frames"], "variants": {}}
+           "bench_created": bench["created"], "attempt_frames": att["variants"]["scheduled"]["attempt_frames"],
+           "ratio": ratio, "ratio_measured": how, "variants": {}}
     for v in ("every_frame", "scheduled"):
         stages = {k: x["ms_per_attempt_frame"] for k, x in att["variants"][v]["stages"].items()}
         frame = stages.pop("frame")
@@ -106,23 +106,28 @@ def main() -> int:
     if not files:
         print(f"error: no bench results under {RESULTS}: run `edge-liveness bench` first or name the JSON files", file=sys.stderr)
         return 2
-    x86 = args.reference_ms or reference_ms()
-    ratio = round(PI4_MNV2_MS / x86, 1)
+    cache: list[float] = []
+
+    def fallback() -> float:  # timed at most once, only for a bench file without its own ratio
+        if not cache:
+            cache.append(args.reference_ms or reference_ms())
+        return cache[0]
+
     res = {"what": "attempt frames on a Raspberry Pi 4, projected: this machine's per-stage ms per attempt frame x the ratio",
-           "ratio": ratio,
-           "ratio_source": {"pi4_ms": PI4_MNV2_MS, "pi4": "XNNPACK README (github.com/google/XNNPACK), 'Raspberry Pi' table: FP32 "
+           "ratio_source": {"pi4_ms": PI4_MS, "pi4": "XNNPACK README (github.com/google/XNNPACK), 'Raspberry Pi' table: FP32 "
                             "MobileNet v2 1.0X on RPi 4 (BCM2711), multi-threaded (4 cores), end2end-bench, 2020-02-12",
-                            "x86_ms": x86, "x86": "the same network (Keras MobileNetV2 1.0 224 float32 -> TFLite) here through "
-                            "edge_liveness.vision.runtime.TFLiteModel, 1 thread, the lowest of 5 rounds' p50 over 50 invokes",
-                            "measured_with": "python benchmarks/pi4_projection.py" + (f" --reference-ms {x86:g}" if args.reference_ms else "")},
+                            "x86": "the same network (Keras MobileNetV2 1.0 224 float32 -> TFLite) here through "
+                            "edge_liveness.vision.runtime.TFLiteModel, 1 thread, the lowest block median: each source's "
+                            "`ratio_measured` says when",
+                            "measured_with": "python benchmarks/pi4_projection.py" + (f" --reference-ms {args.reference_ms:g}" if args.reference_ms else "")},
            "assumes": "every stage scales by the one ratio (Python glue and OpenCV warps included); the Pi runs each model on "
                       "its 4 cores (the published figure's setting); the camera path is not counted (frames are pre-decoded)",
-           "camera_fps": CAMERA_FPS, "sources": [project(json.loads(f.read_text()), ratio) for f in files]}
+           "camera_fps": CAMERA_FPS, "sources": [project(json.loads(f.read_text()), fallback) for f in files]}
     Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
     for s in res["sources"]:
         e, sc = s["variants"]["every_frame"], s["variants"]["scheduled"]
         print(f"{s['source']}: Pi 4 attempt frames {e['pi4_fps_during_attempts']} fps every frame -> {sc['pi4_fps_during_attempts']} fps "
-              f"scheduled (30 fps needs a ratio <= {sc['break_even_ratio_for_30_fps']}; stated {ratio})")
+              f"scheduled (30 fps needs a ratio <= {sc['break_even_ratio_for_30_fps']}; measured {s['ratio']}, {s['ratio_measured']['when']})")
         ov = s["variants"].get("scheduled_overlap")
         if ov:
             print(f"  overlapped: {ov['pi4_fps_during_attempts']} fps if each half keeps the ratio's speed, "

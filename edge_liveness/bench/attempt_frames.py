@@ -27,15 +27,18 @@ EVERY_FRAME, SCHEDULED = "every_frame", "scheduled"
 # Pi 4 / this machine, per inference. Pi 4: XNNPACK's published FP32 MobileNet v2 1.0X figure for
 # the Raspberry Pi 4 (BCM2711), 44 ms (github.com/google/XNNPACK README, "Raspberry Pi" table,
 # end2end-bench, all 4 cores). This machine: the same network (Keras MobileNetV2 1.0, 224 px, float32,
-# converted to TFLite) through ai-edge-litert's XNNPACK on ONE thread, 4.07 ms (benchmarks/pi4_projection.py,
-# 2026-12-02). So 44 / 4.07 = 10.8: a Pi 4 running each model on its 4 cores against one core here.
-# One thread on a Pi 4 is slower still (benchmarks/README.md, "Pi 4 projection").
+# converted to TFLite: converters/reports/pi_reference.py) through the daemon's runtime on ONE thread,
+# timed by the bench between its passes, so the ratio and the stage costs it scales come from the same
+# minutes (a shared VM's speed moves up to 2x from one hour to the next). Without TensorFlow (which
+# builds the network) the bench falls back to the ratio stated here: 4.07 ms measured 2026-12-02,
+# 44 / 4.07 = 10.8. One thread on a Pi 4 is slower still (benchmarks/README.md, "Pi 4 projection").
 PI4_MS, X86_MS = 44.0, 4.07
 PI4_RATIO = round(PI4_MS / X86_MS, 1)
 PI4_RATIO_SOURCE = (f"XNNPACK README (github.com/google/XNNPACK, 'Raspberry Pi' table): FP32 MobileNet v2 1.0X on a "
                     f"Raspberry Pi 4 (BCM2711), 4 threads, {PI4_MS:g} ms; the same network (Keras MobileNetV2 1.0 224 px "
-                    f"float32 -> TFLite) on this machine, ai-edge-litert XNNPACK, 1 thread, {X86_MS:g} ms: "
+                    f"float32 -> TFLite) on this machine, ai-edge-litert XNNPACK, 1 thread, {X86_MS:g} ms (2026-12-02): "
                     f"ratio {PI4_RATIO:g}")
+REFERENCE_INVOKES = 30  # per block; a block before each pass and one after the last
 CAMERA_FPS = 30.0
 
 
@@ -61,18 +64,81 @@ def main_variant(schedule) -> str:
     return SCHEDULED + ("_overlap" if schedule.overlap else "")
 
 
-def run_passes(vset: dict[str, Any], models, frames: list, publisher, main: str, repeat: int) -> dict[str, list]:
-    """``repeat`` lockstep passes of every variant over the frames: variant -> [(records, outputs), ...]."""
+class ReferenceTimer:
+    """The Pi reference network (``converters/reports/pi_reference.py``) timed in blocks between the
+    bench's passes: ``block()`` invokes it ``REFERENCE_INVOKES`` times and keeps the block's median; the
+    ratio takes the lowest block, as the stages take each frame's least disturbed pass."""
+
+    def __init__(self, path: str, invokes: int = REFERENCE_INVOKES):
+        from edge_liveness.vision.runtime import TFLiteModel
+
+        self.model = TFLiteModel(path, num_threads=1, name="pi_reference")
+        it = self.model.interpreter
+        spec = it.get_input_details()[0]
+        it.set_tensor(spec["index"], np.random.default_rng(0).random(spec["shape"]).astype(np.float32))
+        for _ in range(3):
+            it.invoke()
+        self.invokes, self.blocks_ms = invokes, []
+
+    def block(self) -> None:
+        import time
+
+        it, ts = self.model.interpreter, []
+        for _ in range(self.invokes):
+            t = time.perf_counter()
+            it.invoke()
+            ts.append((time.perf_counter() - t) * 1e3)
+        self.blocks_ms.append(_r(float(np.median(ts))))
+
+    def ratio(self) -> tuple[float, str, dict[str, Any]]:
+        """(ratio, its source in words, the measurement as data)."""
+        ms = min(self.blocks_ms)
+        ratio = _r(PI4_MS / ms, 2)
+        measured = {"pi4_ms": PI4_MS, "x86_ms": ms, "x86_blocks_ms": self.blocks_ms, "invokes_per_block": self.invokes}
+        return ratio, (f"XNNPACK README (github.com/google/XNNPACK, 'Raspberry Pi' table): FP32 MobileNet v2 1.0X on a Raspberry "
+                       f"Pi 4 (BCM2711), 4 threads, {PI4_MS:g} ms; the same network (Keras MobileNetV2 1.0 224 px float32 -> TFLite) "
+                       f"timed in this run between the passes, 1 thread, {ms:g} ms (lowest block median; blocks "
+                       f"{', '.join(f'{b:g}' for b in self.blocks_ms)} ms): ratio {ratio:g}"), measured
+
+
+def run_passes(vset: dict[str, Any], models, frames: list, publisher, main: str, repeat: int,
+               reference: ReferenceTimer | None = None) -> dict[str, list]:
+    """``repeat`` lockstep passes of every variant over the frames: variant -> [(records, outputs), ...];
+    ``reference`` is timed before each pass and after the last."""
     from edge_liveness.bench.stages import pipeline_summary, run_lockstep
     from edge_liveness.bench.stats import _progress
 
     out: dict[str, list] = {v: [] for v in vset}
     for i in range(repeat):
+        if reference is not None:
+            reference.block()
         for v, (recs, outs) in run_lockstep(vset, models, frames, publisher, main).items():
             out[v].append((recs, outs))
             ps = pipeline_summary(recs, [])
             _progress(f"  pass {i + 1}/{repeat} {v}: {ps['fps']} fps, {ps['fps_during_attempts']} during attempts")
+    if reference is not None:
+        reference.block()
+        _progress(f"  Pi reference network: {', '.join(f'{b:g}' for b in reference.blocks_ms)} ms a block")
     return out
+
+
+def reference_for(pi_ratio: float | None) -> tuple[ReferenceTimer | None, str | None]:
+    """The timer of the Pi reference network when the ratio is to be measured in this run (no
+    ``--pi-ratio`` given), else None; and one line saying why it is not measured, if it is not."""
+    if pi_ratio is not None:
+        return None, None
+    import tempfile
+    from pathlib import Path
+
+    from converters.reports import pi_reference
+    from edge_liveness.bench.stats import _progress
+
+    _progress("building the Pi reference network (MobileNetV2 224 float32; TensorFlow, subprocess)")
+    with tempfile.TemporaryDirectory(prefix="edge-liveness-pi-reference-") as tmp:
+        made = pi_reference.make_in_subprocess(Path(tmp) / "mobilenet_v2_1.0_224_float32.tflite")
+        if isinstance(made, str):
+            return None, f"Pi ratio not measured in this run ({made}): the stated {PI4_RATIO:g} from {X86_MS:g} ms on 2026-12-02"
+        return ReferenceTimer(str(made)), None  # the runtime holds the model in memory: the file may go
 
 
 def best_of_passes(passes: list[tuple[list, list]]) -> list:
@@ -129,12 +195,13 @@ def overlap_halves(stages: dict[str, float | None], whole: float) -> tuple[float
     return find, max(whole - find, 0.0)
 
 
-def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str) -> dict[str, Any]:
+def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str, measured: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each stage's cost per attempt frame times ``ratio``: ms on a Pi 4 and the fps that leaves. The
     overlapped path is projected from the one-thread scheduled path's halves (its own costs here are
     wall time on two shared cores): the larger half times ``ratio``, which assumes each half keeps the
     speed the ratio gives one model (a bound: a Pi 4's 4 cores are then split between the halves)."""
-    out: dict[str, Any] = {"ratio": ratio, "ratio_source": source, "camera_fps": CAMERA_FPS, "variants": {}}
+    out: dict[str, Any] = {"ratio": ratio, "ratio_source": source, "ratio_measured_in_run": measured, "camera_fps": CAMERA_FPS,
+                           "variants": {}}
     for v, body in cmp_["variants"].items():
         st = {k: x["ms_per_attempt_frame"] for k, x in body["stages"].items() if k != "frame" and x["ms_per_attempt_frame"] is not None}
         staged = sum(st.values())

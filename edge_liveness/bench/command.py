@@ -106,8 +106,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-eye-model", action="store_true", help="blink.eye_model off: blinks from the face mesh only (to see what the eye model costs)")
     p.add_argument("--parallel", action="store_true",
                    help="also time both paths with schedule.parallel (models due on one frame side by side in two threads)")
-    p.add_argument("--pi-ratio", type=float, default=attempt_frames.PI4_RATIO,
-                   help=f"Pi 4 / this machine per inference, for the Pi 4 projection (default {attempt_frames.PI4_RATIO:g}: see benchmarks/README.md)")
+    p.add_argument("--pi-ratio", type=float, default=None,
+                   help="Pi 4 / this machine per inference, for the Pi 4 projection (default: measured in this run between the passes, "
+                        f"with TensorFlow; without it {attempt_frames.PI4_RATIO:g}: see benchmarks/README.md)")
     p.add_argument("--tag", default="", help="extra word in the result file names")
     p.add_argument("--no-targets", action="store_true",
                    help="do not judge the numbers against the acceptance targets (smoke runs: too few frames to judge)")
@@ -147,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.frames < 0 or min(args.baseline_frames, args.sweep_runs, args.publish_runs, args.startup_runs, args.repeat) < 1:
         raise BenchError("--frames must be >= 0 and --baseline-frames/--sweep-runs/--publish-runs/--startup-runs/--repeat >= 1")
-    if not args.pi_ratio > 0:
+    if args.pi_ratio is not None and not args.pi_ratio > 0:
         raise BenchError(f"--pi-ratio must be > 0 (got {args.pi_ratio:g})")
     sweep = _parse_threads(args.sweep_threads)
     load_start = _loadavg()
@@ -189,8 +190,10 @@ def _run(args: argparse.Namespace) -> int:
         _progress("timing the pipeline on every frame: every model on every attempt frame and scheduled, frame by frame in lockstep")
         main_v = attempt_frames.main_variant(settings.schedule)
         vset = {v: bench_settings(args, threads, args.model, schedule=ov) for v, ov in attempt_frames.variants(args.parallel).items()}
+        ref, why = attempt_frames.reference_for(args.pi_ratio)
+        notes += [why] if why else []
         with publisher_for(settings, baddr) as (pub, _link, pub_how):
-            vpasses = attempt_frames.run_passes(vset, models, frames, pub, main_v, args.repeat)
+            vpasses = attempt_frames.run_passes(vset, models, frames, pub, main_v, args.repeat, ref)
         passes = [(pipeline_summary(recs, outs)["fps"] or 0.0, i, recs, outs) for i, (recs, outs) in enumerate(vpasses[main_v])]
         # the median pass by fps: one noisy pass (others' jobs on a shared machine) does not decide
         passes.sort(key=lambda x: x[:2])
@@ -204,8 +207,9 @@ def _run(args: argparse.Namespace) -> int:
                   f"detector on {pipe['detector_runs']}/{len(frames)} frames, classify on {pipe['classify_runs']}")
         stages = stage_table(records, decode_ms)
         att = attempt_frames.compare({v: attempt_frames.summarize_variant(ps) for v, ps in vpasses.items()}, main_v, settings.schedule)
-        pi4 = attempt_frames.pi4_projection(att, args.pi_ratio, attempt_frames.PI4_RATIO_SOURCE if args.pi_ratio == attempt_frames.PI4_RATIO
-                                            else f"--pi-ratio {args.pi_ratio:g} (given)")
+        ratio = (ref.ratio() if ref is not None else (args.pi_ratio, f"--pi-ratio {args.pi_ratio:g} (given)", None)
+                 if args.pi_ratio is not None else (attempt_frames.PI4_RATIO, attempt_frames.PI4_RATIO_SOURCE, None))
+        pi4 = attempt_frames.pi4_projection(att, *ratio)
         hd = att["headline"]
         _progress(f"attempt frames: {hd['fps_during_attempts_scheduled']} fps scheduled vs {hd['fps_during_attempts_every_frame']} fps "
                   f"every model on every frame ({hd['speedup_during_attempts']}x); same decisions: {att['same_decisions']}")

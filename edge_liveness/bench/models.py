@@ -120,6 +120,12 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
     eyes_path = models.eyes.model.path if getattr(models, "eyes", None) is not None else None
     if eyes_path is not None:
         out["eyes_both"] = {}
+    # the wheel's float eye model beside the int8 default, when `models fetch` brought it: the same run's cost of both
+    eyes_float = _float_eye_model(settings) if eyes_path is not None else None
+    if eyes_float is not None and Path(eyes_float) != Path(eyes_path):
+        out["eyes_both_float32"] = {}
+    else:
+        eyes_float = None
     if float_path is not None:
         out["liveness_float32"] = {}
     for t in threads:
@@ -136,6 +142,9 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
 
             ey = EyeRefiner(eyes_path, num_threads=t)
             todo.append(("eyes_both", lambda: ey.run(sample.image, sample.points), ey.model))
+        if eyes_float is not None:
+            ef = EyeRefiner(eyes_float, num_threads=t)
+            todo.append(("eyes_both_float32", lambda: ef.run(sample.image, sample.points), ef.model))
         if float_path is not None:
             fl = load_float(float_path, lv, t)
             fcrop, fctx = sample.crop_for(fl), sample.context_for(fl)
@@ -143,6 +152,17 @@ def sweep_models(settings, models, float_path: Path | None, sample: Sample, thre
         for name, call, tfl in todo:
             out[name][str(t)] = {"call": summarize(_time(call, n)), "invoke": summarize(_time(tfl.invoke, n))}
     return out
+
+
+def _float_eye_model(settings) -> Path | None:
+    """The wheel's float eye model in the models folder (``models.eyes = "iris_landmark.tflite"``), if present and verified."""
+    from edge_liveness.vision.modelstore import ModelStore
+    from edge_liveness.vision.runtime import ModelError
+
+    try:
+        return ModelStore(settings.models.dir, {"eyes": "iris_landmark.tflite"}).locate_optional("eyes")
+    except ModelError:
+        return None
 
 
 def load_float(path: Path, like, threads: int):
