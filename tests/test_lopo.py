@@ -72,6 +72,19 @@ def test_threshold_for_bpcer_rejects_at_most_the_target():
     assert threshold_for_bpcer(live, 0.0) == pytest.approx(0.01)  # reject nobody
 
 
+def test_threshold_per_attempt_judges_each_attempt_on_its_median():
+    from converters.lopo.run import threshold_for_bpcer
+
+    # 50 attempts of 3 frames; attempt k's frames sit around k/50, one frame of each far below (a blink, a glance)
+    attempts = np.repeat(np.arange(50), 3)
+    live = np.repeat(np.arange(1, 51) / 50, 3) + np.tile([0.0, 0.001, -0.5], 50)
+    thr = threshold_for_bpcer(live, 0.02, attempts)
+    medians = np.array([np.median(live[attempts == a]) for a in range(50)])
+    assert (medians < thr).sum() == 1 and thr == pytest.approx(0.04)  # 2 % of 50 attempts: one may fail
+    assert (live < thr).mean() > 0.02  # per frame the same bar refuses far more: the low frames do not decide
+    assert threshold_for_bpcer(live, 0.02) < thr
+
+
 def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people(lopo_root, shared_data, tmp_path):
     from converters.lopo import run as lopo
 

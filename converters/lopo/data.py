@@ -105,8 +105,14 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
-def threshold_for_bpcer(live_scores: np.ndarray, target: float) -> float:
-    """Lowest threshold at which at most ``target`` of these live scores fall below it."""
-    s = np.sort(np.asarray(live_scores, np.float64))
+def threshold_for_bpcer(live_scores: np.ndarray, target: float, attempts: np.ndarray | None = None) -> float:
+    """Lowest threshold at which at most ``target`` of these live scores fall below it; with ``attempts`` (an
+    attempt id per score: the recording or photo it came from) at most ``target`` of the attempts, each judged
+    on the median of its scores, as the daemon decides one."""
+    s = np.asarray(live_scores, np.float64)
+    if attempts is not None:
+        attempts = np.asarray(attempts)
+        s = np.array([np.median(s[attempts == a]) for a in np.unique(attempts)])
+    s = np.sort(s)
     k = int(np.floor(target * len(s)))  # this many may be rejected
     return float(s[k]) if len(s) else 0.5

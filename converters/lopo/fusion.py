@@ -131,12 +131,12 @@ class TunedVeto(TextureVeto):
         super().__init__(primary, p_texture)
         self.p_tex, self.oof, self.rows, self.labels, self.person, self.notes = p_texture, oof_primary, oof_rows, labels, person, notes
 
-    def align(self, live_idx: np.ndarray, target_bpcer: float) -> float:
+    def align(self, live_idx: np.ndarray, target_bpcer: float, attempts: np.ndarray | None = None) -> float:
         r = self.rows
         T = tune_threshold(self.oof, self.p_tex[r], self.labels[r], self.person[r], target_bpcer)
         self.l_T = float(logit(np.array([T]))[0])
         self.notes.append({"T": T})
-        return super().align(live_idx, target_bpcer)
+        return super().align(live_idx, target_bpcer, attempts)
 
 
 _CACHE: dict = {}  # (recipe's trained parts, mask) -> (CrossFit, Fused|None): +fusion and +fusion+texture share the fits

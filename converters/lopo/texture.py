@@ -148,9 +148,10 @@ class TextureVeto:
         self.l_T = float(logit(np.array([texture_threshold]))[0])
         self.t = 0.0
 
-    def align(self, live_idx: np.ndarray, target_bpcer: float) -> float:
-        """The primary's threshold (logit) for ``target_bpcer`` on these live rows; the fused score uses it."""
-        self.t = float(threshold_for_bpcer(self.primary(live_idx), target_bpcer))
+    def align(self, live_idx: np.ndarray, target_bpcer: float, attempts: np.ndarray | None = None) -> float:
+        """The primary's threshold (logit) for ``target_bpcer`` on these live rows (of their attempts, when
+        ``attempts`` names each row's); the fused score uses it."""
+        self.t = float(threshold_for_bpcer(self.primary(live_idx), target_bpcer, attempts))
         return self.t
 
     def __call__(self, idx: np.ndarray) -> np.ndarray:
