@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from converters.reports.seed_baseline import tensorflow_here
+
 SIZE = 224
 
 
@@ -54,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m converters.reports.pi_reference", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="the .tflite file to write")
     args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        print("error: TensorFlow is not installed: pip install 'edge-liveness[workstation]'", file=sys.stderr)
+    if not tensorflow_here():
         return 3
     try:
         print(write_reference(Path(args.out)))

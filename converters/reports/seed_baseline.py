@@ -289,6 +289,17 @@ def run_in_subprocess(source: Path, frames: int, detector_path: Path, size: int 
 
 
 
+def tensorflow_here() -> bool:
+    """Whether TensorFlow imports (its C++ log quietened); else one line on stderr naming the extra to install."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        print("error: TensorFlow is not installed: pip install 'edge-liveness[workstation]'", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m converters.reports.seed_baseline", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -304,11 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--size", type=int, default=128)
     s.add_argument("--alpha", type=float, default=1.0)
     args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        print("error: TensorFlow is not installed: pip install 'edge-liveness[workstation]'", file=sys.stderr)
+    if not tensorflow_here():
         return 3
     try:
         if args.cmd == "run":
