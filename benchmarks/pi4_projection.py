@@ -56,9 +56,9 @@ def _newest_with_attempts(paths) -> list[Path]:
 
 def ratio_of(bench: dict, fallback) -> tuple[float, dict]:
     """The bench run's own measured ratio, or ``fallback()``'s (x86 ms now) with a note that it mixes hours."""
-    own = (bench.get("pi4_projection") or {}).get("ratio_measured_in_run")
-    if own:
-        return round(PI4_MS / own["x86_ms"], 2), {**own, "when": "in the bench run itself, between its passes"}
+    pi = bench.get("pi4_projection") or {}
+    if pi.get("ratio_measured_in_run"):
+        return pi["ratio"], {**pi["ratio_measured_in_run"], "when": "in the bench run itself, between its passes"}
     x86 = fallback()
     return round(PI4_MS / x86, 2), {"pi4_ms": PI4_MS, "x86_ms": x86, "when": "timed by this script, not in the bench run: "
                                     "the stage costs and the ratio come from different hours"}

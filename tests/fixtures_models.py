@@ -40,7 +40,7 @@ def float_eye_store(face_models):
     from edge_liveness.vision.modelstore import WHEEL_NAME, ModelStore
     from edge_liveness.vision.runtime import ModelError
 
-    store = ModelStore(face_models, {"eyes": "iris_landmark.tflite"})
+    store = ModelStore(face_models)  # no names: the wheel's own files, the float eye model among them
     if store.locate_optional("eyes") is None:
         wheel = Path(os.environ.get("EDGE_LIVENESS_MODEL_WHEEL") or LOCAL_WHEEL_DIR / WHEEL_NAME)
         if not wheel.is_file():

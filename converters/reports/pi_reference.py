@@ -4,7 +4,7 @@ The Pi 4 side of the ratio is a published figure: XNNPACK's FP32 MobileNet v2 1.
 (BCM2711, 4 threads), 44 ms (github.com/google/XNNPACK README, "Raspberry Pi" table). The x86 side has
 to be the same network timed on this machine, and timed in the same minutes as the stages it scales:
 on a shared VM one hour's single-thread speed differs from the next by up to 2x (the same 224 px
-network measured 3.6 to 6.8 ms in different hours: benchmarks/README.md), so a ratio taken in one hour
+network measured 3.6 to 7.0 ms in different hours: benchmarks/README.md), so a ratio taken in one hour
 and stage costs taken in another move the projection by that much. `edge-liveness bench` therefore builds this file (in a
 child process: TensorFlow never loads into the bench) and times it between its passes.
 
@@ -17,13 +17,10 @@ converted to TFLite as it comes. TensorFlow is imported inside functions only.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from converters.reports.seed_baseline import tensorflow_here
+from converters.reports.seed_baseline import tensorflow_child, tensorflow_here
 
 SIZE = 224
 
@@ -40,16 +37,10 @@ def write_reference(path: Path) -> Path:
 
 def make_in_subprocess(path: Path) -> Path | str:
     """What the bench calls: the file at ``path``, or one line saying why there is none."""
-    if importlib.util.find_spec("tensorflow") is None:
-        return "TensorFlow is not installed here (pip install 'edge-liveness[workstation]')"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "converters.reports.pi_reference", "--out", str(path)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                          cwd=str(Path(__file__).resolve().parents[2]))
-    if proc.returncode != 0 or not path.is_file():
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return f"building it failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'}"
-    return path
+    proc = tensorflow_child("converters.reports.pi_reference", "--out", str(path))
+    if isinstance(proc, str):
+        return proc
+    return path if path.is_file() else f"converters.reports.pi_reference wrote no {path.name}"
 
 
 def main(argv: list[str] | None = None) -> int:

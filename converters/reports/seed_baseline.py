@@ -269,17 +269,26 @@ def make_standin(out: Path, size: int = 128, alpha: float = 1.0) -> dict[str, Pa
 # ---------------------------------------------------------------- CLI
 
 
-def run_in_subprocess(source: Path, frames: int, detector_path: Path, size: int = 128) -> dict[str, Any]:
-    """What `edge-liveness bench` calls: this module in a child process, so TensorFlow never shows in its numbers."""
+def tensorflow_child(module: str, *args: str) -> subprocess.CompletedProcess | str:
+    """``python -m module args`` in a child process (TensorFlow then never loads into the caller, nor shows in
+    its numbers): the finished process, or one line saying why it did not run or failed."""
     if importlib.util.find_spec("tensorflow") is None:
-        return {"skipped": "TensorFlow is not installed here (pip install 'edge-liveness[workstation]' to compare)"}
-    cmd = [sys.executable, "-m", "converters.reports.seed_baseline", "run", "--source", str(source), "--frames", str(frames),
-           "--detector", str(detector_path), "--size", str(size)]
+        return "TensorFlow is not installed here (pip install 'edge-liveness[workstation]')"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, cwd=str(Path(__file__).resolve().parents[2]))
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        return {"skipped": f"baseline subprocess failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'}"}
+        return f"{module} failed (exit {proc.returncode}): {lines[-1] if lines else 'no output'}"
+    return proc
+
+
+def run_in_subprocess(source: Path, frames: int, detector_path: Path, size: int = 128) -> dict[str, Any]:
+    """What `edge-liveness bench` calls: this module in a child process, so TensorFlow never shows in its numbers."""
+    proc = tensorflow_child("converters.reports.seed_baseline", "run", "--source", str(source), "--frames", str(frames),
+                            "--detector", str(detector_path), "--size", str(size))
+    if isinstance(proc, str):
+        return {"skipped": proc}
     for line in reversed(proc.stdout.strip().splitlines()):
         try:
             return json.loads(line)

@@ -16,6 +16,7 @@ ratio (``PI4_RATIO`` and its source below, or ``--pi-ratio``). It is a projectio
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -81,8 +82,6 @@ class ReferenceTimer:
         self.invokes, self.blocks_ms = invokes, []
 
     def block(self) -> None:
-        import time
-
         it, ts = self.model.interpreter, []
         for _ in range(self.invokes):
             t = time.perf_counter()
@@ -139,6 +138,16 @@ def reference_for(pi_ratio: float | None) -> tuple[ReferenceTimer | None, str | 
         if isinstance(made, str):
             return None, f"Pi ratio not measured in this run ({made}): the stated {PI4_RATIO:g} from {X86_MS:g} ms on 2026-12-02"
         return ReferenceTimer(str(made)), None  # the runtime holds the model in memory: the file may go
+
+
+def projection_ratio(reference: ReferenceTimer | None, pi_ratio: float | None) -> tuple[float, str, dict[str, Any] | None]:
+    """(ratio, its source in words, the in-run measurement or None): measured in this run, else ``--pi-ratio``
+    as given, else the stated ratio."""
+    if reference is not None:
+        return reference.ratio()
+    if pi_ratio is not None:
+        return pi_ratio, f"--pi-ratio {pi_ratio:g} (given)", None
+    return PI4_RATIO, PI4_RATIO_SOURCE, None
 
 
 def best_of_passes(passes: list[tuple[list, list]]) -> list:

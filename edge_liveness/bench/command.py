@@ -207,9 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"detector on {pipe['detector_runs']}/{len(frames)} frames, classify on {pipe['classify_runs']}")
         stages = stage_table(records, decode_ms)
         att = attempt_frames.compare({v: attempt_frames.summarize_variant(ps) for v, ps in vpasses.items()}, main_v, settings.schedule)
-        ratio = (ref.ratio() if ref is not None else (args.pi_ratio, f"--pi-ratio {args.pi_ratio:g} (given)", None)
-                 if args.pi_ratio is not None else (attempt_frames.PI4_RATIO, attempt_frames.PI4_RATIO_SOURCE, None))
-        pi4 = attempt_frames.pi4_projection(att, *ratio)
+        pi4 = attempt_frames.pi4_projection(att, *attempt_frames.projection_ratio(ref, args.pi_ratio))
         hd = att["headline"]
         _progress(f"attempt frames: {hd['fps_during_attempts_scheduled']} fps scheduled vs {hd['fps_during_attempts_every_frame']} fps "
                   f"every model on every frame ({hd['speedup_during_attempts']}x); same decisions: {att['same_decisions']}")

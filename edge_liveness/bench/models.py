@@ -160,7 +160,7 @@ def _float_eye_model(settings) -> Path | None:
     from edge_liveness.vision.runtime import ModelError
 
     try:
-        return ModelStore(settings.models.dir, {"eyes": "iris_landmark.tflite"}).locate_optional("eyes")
+        return ModelStore(settings.models.dir).locate_optional("eyes")  # no names: the wheel's own files
     except ModelError:
         return None
 
