@@ -60,6 +60,25 @@ def test_modifiers_parse_in_order_and_bad_combinations_are_refused():
         Recipe("tight+fusion", d, 1e-2, texture=models.mean(1))
 
 
+
+def test_the_context_view_can_be_kept_from_vouching():
+    # +ctxcap: the context head enters the fusion as min(logit, 0); +ctxsplit: both halves, weighed apart
+    d, models = _data()
+    idx = np.arange(len(d.labels))
+    plain, cap, split = (_recipe(f"two-view-weighted+fusion{m}", d, models).views(d.person != "h")(idx)
+                         for m in ("", "+ctxcap", "+ctxsplit"))
+    assert plain.shape[1] == 2 and cap.shape[1] == 2 and split.shape[1] == 3
+    np.testing.assert_array_equal(cap[:, 0], plain[:, 0])  # the tight head untouched
+    np.testing.assert_array_equal(cap[:, 1], np.minimum(plain[:, 1], 0))
+    assert (plain[:, 1] > 0).any() and (cap[:, 1] <= 0).all()  # some context logits vouched, none do now
+    np.testing.assert_allclose(split[:, 1] + split[:, 2], plain[:, 1])
+    assert _recipe("two-view-weighted+fusion+ctxsplit", d, models).view_names() == ["tight", "context_accuse", "context_vouch"]
+    assert len(_weights("two-view-weighted+fusion+ctxsplit+texture", d, models)) == 3 + 2 + 1
+    for bad, why in (("tight+fusion+ctxcap", "base with a context view"), ("two-view-mirror+ctxcap", "base with a context view"),
+                     ("two-view-mirror+fusion+ctxcap+ctxsplit", "one of them")):
+        with pytest.raises(DatasetError, match=why):
+            _recipe(bad, d, models)
+
 def test_each_training_person_is_scored_by_heads_that_never_saw_them():
     d, _ = _data()
     mask = d.person != "h"

@@ -2,7 +2,8 @@
 modifiers of converters/lopo/recipes.py.
 
 ``+fusion``: one logistic over the logits [the base's view heads (tight; tight and context for the two-view
-bases; + native for three-view), MiniFASNet V2, MiniFASNet V1SE], learned on the fold's training people only.
+bases; + native for three-view), MiniFASNet V2, MiniFASNet V1SE], learned on the fold's training people only
+(``+ctxcap`` / ``+ctxsplit`` reshape the context head's input: recipes.py).
 A head's score on its own training rows is in-sample (overconfident), so the fusion is cross-fitted: the
 fold's training people are dealt into ``N_SPLITS`` groups (attackers and real-only people dealt apart, so
 every group holds attackers), the heads are trained without each group and score it, the fusion weights

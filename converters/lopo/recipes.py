@@ -1,7 +1,7 @@
 """The recipes a leave-one-person-out run compares (converters/lopo/run.py): what each trains on and how
 it scores a row.
 
-A recipe is a base and optional modifiers, written ``base[+synth][+distil][+fusion][+texture][+tuneT]``:
+A recipe is a base and optional modifiers, written ``base[+synth][+distil][+fusion][+ctxcap|+ctxsplit][+texture][+tuneT]``:
 - bases (frozen ImageNet MobileNetV2 features + logistic heads, converters/passive/features.py):
   ``tight`` (the daemon's aligned crop, every kind of data), ``tight-frames`` (the same, frames_* only),
   ``context`` (the context crop alone), ``two-view-concat`` (one head on both views), ``two-view-fusion``
@@ -22,6 +22,9 @@ A recipe is a base and optional modifiers, written ``base[+synth][+distil][+fusi
   the device runs, with no second model at run time;
 - ``+fusion``: one logistic over the view heads' and each MiniFASNet's logits, learned per fold on its training
   people by cross-fitting (converters/lopo/fusion.py);
+- ``+ctxcap`` (after ``+fusion``): the context head's logit enters the fusion as min(logit, 0): the view may
+  accuse (a bezel, a hand, a paper edge) but not vouch, since no bezel in view is no evidence of life;
+  ``+ctxsplit``: its two halves, min(logit, 0) and max(logit, 0), enter as two inputs with weights of their own;
 - ``+texture``: the MiniFASNet pair vetoes at run time (converters/lopo/texture.py);
 - ``+tuneT``: the veto's T chosen per fold on its training people, not fixed (converters/lopo/fusion.py).
 """
@@ -35,7 +38,8 @@ from converters.data.dataset import DatasetError
 BASE_RECIPES = ("tight", "tight-frames", "context", "two-view-concat", "two-view-fusion", "two-view-weighted", "two-view-mirror",
                 "native", "three-view")
 SYNTH, DISTIL, FUSION, TEXTURE, TUNED = "+synth", "+distil", "+fusion", "+texture", "+tuneT"
-MODIFIERS = (SYNTH, DISTIL, FUSION, TEXTURE, TUNED)  # in this order after the base
+CTX_CAP, CTX_SPLIT = "+ctxcap", "+ctxsplit"  # how the context head enters a +fusion (converters/lopo/fusion.py)
+MODIFIERS = (SYNTH, DISTIL, FUSION, CTX_CAP, CTX_SPLIT, TEXTURE, TUNED)  # in this order after the base
 # the recipes a plain run compares (any base+modifiers combination is accepted by name)
 RECIPES = BASE_RECIPES + ("tight" + TEXTURE, "two-view-mirror" + TEXTURE)
 FUSED_BASES = ("tight", "tight-frames", "two-view-weighted", "two-view-mirror", "three-view")  # +fusion: view_names()
@@ -118,6 +122,10 @@ class Recipe:
             raise DatasetError(f"recipe {name}: {TUNED} tunes the veto of {TEXTURE}: write {base}...{TEXTURE}{TUNED}")
         if FUSION in mods and base not in FUSED_BASES:
             raise DatasetError(f"recipe {name}: {FUSION} fuses the view heads of {', '.join(FUSED_BASES)}")
+        ctx = mods & {CTX_CAP, CTX_SPLIT}
+        if ctx and (FUSION not in mods or base not in ("two-view-weighted", "two-view-mirror", "three-view") or len(ctx) > 1):
+            raise DatasetError(f"recipe {name}: {CTX_CAP} or {CTX_SPLIT} (one of them) shapes the context head's input "
+                               f"to {FUSION} of a base with a context view")
         synth = np.isin(data.kind, SYNTH_KINDS)
         if SYNTH in mods and not synth.any():
             raise DatasetError(f"recipe {name} needs synth_* folders: cut them with scripts/lopo_data.sh --synth")
@@ -223,8 +231,10 @@ class Recipe:
 
     def view_names(self) -> list[str]:
         """The view heads a +fusion recipe fuses (converters/lopo/fusion.py), in views() order."""
-        return ["tight"] if self.base in ("tight", "tight-frames") else (
-            ["tight", "context"] + (["native"] if self.base == "three-view" else []))
+        if self.base in ("tight", "tight-frames"):
+            return ["tight"]
+        ctx = ["context_accuse", "context_vouch"] if CTX_SPLIT in self.mods else ["context"]
+        return ["tight"] + ctx + (["native"] if self.base == "three-view" else [])
 
     def views(self, mask: np.ndarray):
         """idx -> (n, k) logits of each view head trained on the rows in ``mask`` (view_names order)."""
@@ -233,8 +243,17 @@ class Recipe:
             h = self._head(d.tight, mask & self.train_ok, balanced=False)
             return lambda idx: h.logit(d.tight[idx])[:, None]
         ht, hc = self.two_view_heads(mask)
+        ctx = self._context_inputs
         if self.base != "three-view":
-            return lambda idx: np.stack([ht.logit(d.tight[idx]), hc.logit(d.context[idx])], 1)
+            return lambda idx: np.stack([ht.logit(d.tight[idx]), *ctx(hc.logit(d.context[idx]))], 1)
         x, x_mirror = self.native()
         hn = self._head(x, mask & self.train_tight, True, x_mirror)
-        return lambda idx: np.stack([ht.logit(d.tight[idx]), hc.logit(d.context[idx]), hn.logit(x[idx])], 1)
+        return lambda idx: np.stack([ht.logit(d.tight[idx]), *ctx(hc.logit(d.context[idx])), hn.logit(x[idx])], 1)
+
+    def _context_inputs(self, z: np.ndarray) -> list[np.ndarray]:
+        """The context head's logit as the fusion takes it (+ctxcap, +ctxsplit; as it is otherwise)."""
+        if CTX_CAP in self.mods:
+            return [np.minimum(z, 0.0)]
+        if CTX_SPLIT in self.mods:
+            return [np.minimum(z, 0.0), np.maximum(z, 0.0)]
+        return [z]
