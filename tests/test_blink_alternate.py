@@ -145,3 +145,26 @@ def test_a_turned_head_reads_the_near_eye_for_both(face_finder, refiner, shared_
     # one invoke a run while the head is turned (the near eye), lowered or not, once the open level exists
     assert all(invokes[k] == 1 for k in turned if k >= MIN_BASELINE_SAMPLES)
     assert match([Blink(39, 44)], blinks)[0] == 1
+
+
+def test_the_open_level_is_numpys_percentile_bit_for_bit():
+    # window.percentile replaces np.percentile on every eye run (its call overhead, not its answer):
+    # the same float64 for any length, ties and quantile, and the window's open level the same as before
+    from edge_liveness.blink.window import BASELINE_PERCENTILE, percentile
+    from edge_liveness.vision.eye_signals import EyeSignals
+
+    rng = np.random.default_rng(0)
+    for n in list(range(1, 40)) + [90, 91, 180]:
+        for vals in (rng.uniform(0.1, 0.4, n), np.round(rng.uniform(0.1, 0.4, n), 2)):  # the second with ties
+            for q in (BASELINE_PERCENTILE, 50, 0, 100, 33.3):
+                assert percentile(np.sort(vals), q) == np.percentile(vals, q)
+    w = BlinkWindow(baseline_s=3.0)
+    readings = rng.uniform(0.15, 0.35, (120, 4))
+    readings[::2, 0::2] = np.nan  # one eye a run: each eye read on alternate frames
+    readings[1::2, 1::2] = np.nan
+    for i, r in enumerate(readings):
+        w.add(EyeSignals(ts=i / 30, visible=True, ear_left=r[0], ear_right=r[1], lid_left=r[2], lid_right=r[3]))
+    kept = np.array([v for _, v in w._open])  # the readings of the last baseline_s the window holds
+    assert 85 <= len(kept) <= 92
+    expect = [np.percentile(c[~np.isnan(c)], BASELINE_PERCENTILE) for c in kept.T]
+    assert w.open_level().tolist() == expect
