@@ -85,3 +85,13 @@ def test_departure_is_named_on_the_frame_the_head_passes_the_threshold():
     ended = [(t, e) for t, _, e in log if e]
     assert [d for _, d in began] == [["turn_right"]] and [e for _, e in ended] == [["turn_right"]]
     assert began[0][0] < 1.1 < ended[0][0]  # a few smoothing frames after 1.0 s, well before the return at 1.5 s
+
+
+def test_the_neutral_pose_median_is_numpys_bit_for_bit():
+    # headpose.median replaces np.median on every frame (its call cost, not its answer)
+    from edge_liveness.vision.headpose import median
+
+    rng = np.random.default_rng(1)
+    for n in range(1, 80):
+        for vals in (rng.normal(0, 20, n), np.round(rng.normal(0, 20, n), 1)):  # the second with ties
+            assert median(vals.tolist()) == float(np.median(vals.tolist()))

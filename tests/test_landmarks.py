@@ -1,3 +1,5 @@
+import dataclasses
+
 import cv2
 
 from conftest import shared_file
@@ -21,6 +23,8 @@ def test_mesh_on_real_faces(face_finder):
         assert lm.right_eye[1] < lm.mouth[1] and lm.left_eye[1] < lm.mouth[1]
         # mesh-derived anchors are on the detector's scale (the crop from either is the same size)
         assert 0.85 < lm.anchors().eye_distance / v.face.anchors().eye_distance < 1.15, name
+        # computed once per mesh (asked three times a frame), the same answer every time
+        assert lm.anchors() is lm.anchors() and lm == dataclasses.replace(lm)
 
 
 def test_presence_low_off_face(face_models):

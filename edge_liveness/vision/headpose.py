@@ -69,6 +69,14 @@ def estimate_pose(landmarks, frame_shape: tuple[int, ...] | None = None) -> Pose
     return Pose(yaw, pitch, roll)
 
 
+def median(values: list[float]) -> float:
+    """``float(np.median(values))`` bit for bit ((a + b) / 2 of the middle pair), without numpy's per-call
+    cost: two of these run on every frame the mesh finds a face."""
+    s = sorted(values)
+    k = len(s) // 2
+    return float(s[k]) if len(s) % 2 else (s[k - 1] + s[k]) / 2
+
+
 class _Axis:
     """One angle's excursion state: away past ``deg`` and back within ``window_s``."""
 
@@ -80,7 +88,7 @@ class _Axis:
         self.departed = 0  # +1 / -1 when an excursion began on the last update
 
     def base(self) -> float | None:
-        return float(np.median([v for _, v in self.neutral])) if len(self.neutral) >= 3 else None
+        return median([v for _, v in self.neutral]) if len(self.neutral) >= 3 else None
 
     def update(self, ts: float, v: float) -> int:
         """+1 / -1 when an excursion to that side completed on this frame, else 0."""

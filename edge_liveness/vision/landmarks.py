@@ -63,10 +63,15 @@ class FaceLandmarks:
         BlazeFace's eye/mouth keypoints (medians over 124 faces, face_recognition examples + Yale):
         scale them back about the eye midpoint so one crop geometry (vision/align.py) serves both sources.
         """
+        done = self.__dict__.get("_anchors")
+        if done is not None:  # asked three times a frame (tracking, the face box, the passive crops)
+            return done
         le, re_, mo = self.left_eye, self.right_eye, self.mouth
         mid = (le + re_) / 2
-        return FaceAnchors(left_eye=mid + (le - mid) * MESH_EYE_SCALE, right_eye=mid + (re_ - mid) * MESH_EYE_SCALE,
+        done = FaceAnchors(left_eye=mid + (le - mid) * MESH_EYE_SCALE, right_eye=mid + (re_ - mid) * MESH_EYE_SCALE,
                            mouth=mid + (mo - mid) * MESH_MOUTH_SCALE)
+        object.__setattr__(self, "_anchors", done)  # frozen, and FaceAnchors is frozen too: safe to share
+        return done
 
     def box(self) -> tuple[float, float, float, float]:
         xy = self.points[:, :2]
