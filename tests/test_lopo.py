@@ -85,6 +85,40 @@ def test_threshold_per_attempt_judges_each_attempt_on_its_median():
     assert threshold_for_bpcer(live, 0.02) < thr
 
 
+def test_a_pooled_threshold_comes_from_every_other_group_each_scored_without_it():
+    # --threshold-groups pooled: the bar from three groups of unseen real people, not one
+    from types import SimpleNamespace
+
+    from converters.lopo.data import threshold_for_bpcer
+    from converters.lopo.run import _pooled
+    from converters.lopo.texture import TextureVeto
+
+    person = np.array(["p"] * 4 + ["e1"] * 4 + [f"g{k}" for k in (1, 2, 3) for _ in range(10)])
+    data = SimpleNamespace(person=person, source=np.array([f"{q}_clip" for q in person]))
+    logits = np.linspace(-3, 3, len(person))
+    fits = []
+
+    class Rec:
+        eval_ok = np.ones(len(person), bool)
+
+        def fit(self, mask):
+            trained = set(person[mask].tolist())
+            fits.append(trained)
+            return lambda idx: (logits[idx] + 0.1 * len(trained))  # a score that depends on who trained it
+
+    groups = [{"g1"}, {"g2"}, {"g3"}]
+    veto = TextureVeto(lambda idx: logits[idx], np.full(len(person), 0.9))
+    thr = _pooled(Rec(), data, "p", {"e1"}, groups, veto, 0.1, per_attempt=False)
+    assert len(fits) == 3
+    for g, trained in zip(groups, fits):
+        assert not trained & (g | {"p", "e1"})  # each group scored by heads that never saw it, the judged or the evaluated
+    expect = threshold_for_bpcer(np.concatenate([logits[person == f"g{k}"] + 0.1 * len(fits[k - 1]) for k in (1, 2, 3)]), 0.1)
+    assert veto.t == pytest.approx(expect) and thr == pytest.approx(1 / (1 + np.exp(-expect)))
+    # 30 frames of three groups: 10 % may be refused, so three are (one group alone would set it on ten)
+    pooled_scores = np.concatenate([logits[person == f"g{k}"] + 0.1 * len(fits[k - 1]) for k in (1, 2, 3)])
+    assert (pooled_scores < expect).sum() == 3
+
+
 def test_lopo_holds_out_each_person_and_sets_the_threshold_on_unseen_real_people(lopo_root, shared_data, tmp_path):
     from converters.lopo import run as lopo
 

@@ -40,7 +40,7 @@ from converters.measure import pad_metrics
 from converters.data.dataset import DatasetError
 from converters.lopo.data import FLAGGED, N_GROUPS, Data, load, real_only_groups, threshold_for_bpcer
 from converters.lopo.data import sigmoid as _sigmoid
-from converters.lopo.recipes import (RECIPES, SYNTH_SHARE, TEXTURE, VIEW_WEIGHTS, Recipe, mirrored, needs_native, needs_texture,
+from converters.lopo.recipes import (RECIPES, SYNTH_SHARE, TEXTURE, TUNED, VIEW_WEIGHTS, Recipe, mirrored, needs_native, needs_texture,
                                      needs_texture_models, parse)
 from converters.lopo.report import plot, shipped_report
 
@@ -49,8 +49,10 @@ __all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main",
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
                texture: np.ndarray | None = None, texture_threshold: float = 0.5, synth_share: float = SYNTH_SHARE,
                texture_models: np.ndarray | None = None, people: list[str] | None = None, judge_crops: bool = False,
-               per_attempt: bool = False) -> dict:
+               per_attempt: bool = False, pooled_threshold: bool = False) -> dict:
     rec = Recipe(name, data, l2, texture, texture_threshold, synth_share, texture_models, judge_crops)
+    if pooled_threshold and TUNED in rec.mods:
+        raise DatasetError(f"recipe {name}: {TUNED} sets its veto in align(), which a pooled threshold does not call")
     groups = real_only_groups(data, seed)
     attackers = sorted(set(data.person[(data.labels == 0) & rec.eval_ok].tolist()))
     if people:
@@ -76,7 +78,10 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
             score = rec.fit(train)
             thr_idx = np.flatnonzero(np.isin(data.person, list(g_thr)) & rec.eval_ok)
             units = data.source[thr_idx] if per_attempt else None  # the threshold group's attempts, or its frames
-            if hasattr(score, "align"):  # a veto: the primary's own threshold, on these unseen real people only
+            if pooled_threshold:
+                thr = _pooled(rec, data, p, g_eval, [set(groups[(r + j) % N_GROUPS]) for j in range(1, N_GROUPS)],
+                              score, target_bpcer, per_attempt)
+            elif hasattr(score, "align"):  # a veto: the primary's own threshold, on these unseen real people only
                 thr = float(_sigmoid(np.array([score.align(thr_idx, target_bpcer, units)]))[0])
             else:
                 thr = float(threshold_for_bpcer(_sigmoid(score(thr_idx)), target_bpcer, units))
@@ -125,6 +130,9 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
             per_person[p]["flag"] = FLAGGED[p]
         print(f"[{name}] {p}: APCER {apcer:.3f} BPCER {bpcer:.3f} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
     res = summarise(name, per_person, real_unseen, watermarked, target_bpcer, groups)
+    if pooled_threshold:
+        res["threshold_pooled"] = (f"per fold: the threshold's unseen real people are every real-only group but the evaluation "
+                                   f"group ({N_GROUPS - 1} groups), each scored by heads trained without it")
     if per_attempt:
         res["threshold_rule"] = (f"per fold: the threshold at which unseen real people (a group never trained on) lose "
                                  f"{target_bpcer:.0%} of their attempts (one recording or photo each, judged on its median score)")
@@ -140,6 +148,23 @@ def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, see
 
         res.update(summary(rec))
     return res
+
+
+def _pooled(rec: Recipe, data: Data, p: str, g_eval: set, thr_groups: list[set], score, target_bpcer: float,
+            per_attempt: bool) -> float:
+    """The threshold from every real-only group but the evaluation group, each scored by heads trained without
+    it (and without ``p`` and the evaluation group): three times the unseen people of one group, so the bar
+    does not move with which six people set it. ``score`` (trained without the first of them) takes it."""
+    live, units = [], []
+    for g in thr_groups:
+        s = rec.fit((data.person != p) & ~np.isin(data.person, list(g_eval | g)))
+        idx = np.flatnonzero(np.isin(data.person, list(g)) & rec.eval_ok)
+        live.append((s.primary if hasattr(s, "align") else s)(idx))
+        units.append(data.source[idx])
+    t = float(threshold_for_bpcer(np.concatenate(live), target_bpcer, np.concatenate(units) if per_attempt else None))
+    if hasattr(score, "align"):
+        score.t = t  # a veto's primary bar, as align() would set it
+    return float(_sigmoid(np.array([t]))[0])
 
 
 def summarise(name: str, per_person: dict, real_unseen: dict, watermarked: list, target_bpcer: float, groups) -> dict:
@@ -184,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold-per", choices=("frame", "attempt"), default="frame",
                     help="--target-bpcer counts the threshold group's frames (default) or its attempts (a recording's or "
                          "photo's median score, as the daemon decides)")
+    ap.add_argument("--threshold-groups", choices=("one", "pooled"), default="one",
+                    help="the threshold's unseen real people: the next group (default) or every group but the "
+                         "evaluation group, each scored by heads trained without it")
     ap.add_argument("--weights", default="../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite")
     ap.add_argument("--shipped", default="models/liveness_mnv2_int8.tflite", help="also score this model as it is ('' to skip)")
     ap.add_argument("--l2", type=float, default=1e-2)
@@ -227,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             res = run_recipe(data, name, args.target_bpcer, args.l2, texture=texture, texture_threshold=args.texture_threshold,
                              synth_share=args.synth_share, texture_models=texture_models,
                              people=[p.strip() for p in args.people.split(",") if p.strip()] or None, judge_crops=args.judge_crops,
-                             per_attempt=args.threshold_per == "attempt")
+                             per_attempt=args.threshold_per == "attempt", pooled_threshold=args.threshold_groups == "pooled")
             results[name] = res
             (out / f"{args.name}_{name}.json").write_text(json.dumps(res, indent=2) + "\n")
         shipped = shipped_report(data, Path(args.shipped), root, args.target_bpcer) if args.shipped else None
