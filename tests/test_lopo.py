@@ -112,10 +112,10 @@ def test_a_pooled_threshold_comes_from_every_other_group_each_scored_without_it(
     assert len(fits) == 3
     for g, trained in zip(groups, fits):
         assert not trained & (g | {"p", "e1"})  # each group scored by heads that never saw it, the judged or the evaluated
-    expect = threshold_for_bpcer(np.concatenate([logits[person == f"g{k}"] + 0.1 * len(fits[k - 1]) for k in (1, 2, 3)]), 0.1)
+    pooled_scores = np.concatenate([logits[person == f"g{k}"] + 0.1 * len(fits[k - 1]) for k in (1, 2, 3)])
+    expect = threshold_for_bpcer(pooled_scores, 0.1)
     assert veto.t == pytest.approx(expect) and thr == pytest.approx(1 / (1 + np.exp(-expect)))
     # 30 frames of three groups: 10 % may be refused, so three are (one group alone would set it on ten)
-    pooled_scores = np.concatenate([logits[person == f"g{k}"] + 0.1 * len(fits[k - 1]) for k in (1, 2, 3)])
     assert (pooled_scores < expect).sum() == 3
 
 

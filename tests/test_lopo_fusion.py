@@ -60,7 +60,6 @@ def test_modifiers_parse_in_order_and_bad_combinations_are_refused():
         Recipe("tight+fusion", d, 1e-2, texture=models.mean(1))
 
 
-
 def test_the_context_view_can_be_kept_from_vouching():
     # +ctxcap: the context head enters the fusion as min(logit, 0); +ctxsplit: both halves, weighed apart
     d, models = _data()
@@ -78,6 +77,7 @@ def test_the_context_view_can_be_kept_from_vouching():
                      ("two-view-mirror+fusion+ctxcap+ctxsplit", "one of them")):
         with pytest.raises(DatasetError, match=why):
             _recipe(bad, d, models)
+
 
 def test_each_training_person_is_scored_by_heads_that_never_saw_them():
     d, _ = _data()

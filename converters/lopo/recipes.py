@@ -42,7 +42,8 @@ CTX_CAP, CTX_SPLIT = "+ctxcap", "+ctxsplit"  # how the context head enters a +fu
 MODIFIERS = (SYNTH, DISTIL, FUSION, CTX_CAP, CTX_SPLIT, TEXTURE, TUNED)  # in this order after the base
 # the recipes a plain run compares (any base+modifiers combination is accepted by name)
 RECIPES = BASE_RECIPES + ("tight" + TEXTURE, "two-view-mirror" + TEXTURE)
-FUSED_BASES = ("tight", "tight-frames", "two-view-weighted", "two-view-mirror", "three-view")  # +fusion: view_names()
+CONTEXT_BASES = ("two-view-weighted", "two-view-mirror", "three-view")  # a weighted context head: two_view_heads()
+FUSED_BASES = ("tight", "tight-frames") + CONTEXT_BASES  # +fusion: view_names()
 MIRRORED_BASES = {"two-view-mirror", "three-view"}  # bases that also train on every crop's mirror image (data.load(mirror=True))
 NATIVE_BASES = {"native", "three-view"}  # bases that need Data.native (converters/lopo/native.py)
 ALL_KINDS_BASES = ("tight", "native")  # trained and judged on every kind of crop; the others on full frames only
@@ -123,7 +124,7 @@ class Recipe:
         if FUSION in mods and base not in FUSED_BASES:
             raise DatasetError(f"recipe {name}: {FUSION} fuses the view heads of {', '.join(FUSED_BASES)}")
         ctx = mods & {CTX_CAP, CTX_SPLIT}
-        if ctx and (FUSION not in mods or base not in ("two-view-weighted", "two-view-mirror", "three-view") or len(ctx) > 1):
+        if ctx and (FUSION not in mods or base not in CONTEXT_BASES or len(ctx) > 1):
             raise DatasetError(f"recipe {name}: {CTX_CAP} or {CTX_SPLIT} (one of them) shapes the context head's input "
                                f"to {FUSION} of a base with a context view")
         synth = np.isin(data.kind, SYNTH_KINDS)
@@ -218,7 +219,7 @@ class Recipe:
         """(tight head, context head) of a two-view-weighted/-mirror or three-view base on the rows in ``mask``: the
         tight head learns from every kind of crop, the context head from full frames (and synthetic recaptures)."""
         d = self.d
-        if self.base not in ("two-view-weighted", "two-view-mirror", "three-view"):
+        if self.base not in CONTEXT_BASES:
             raise DatasetError(f"recipe {self.name} has no weighted two-view heads")
         mirror_t = mirror_c = None
         if self.base in MIRRORED_BASES:
