@@ -9,8 +9,10 @@ in order and the same state as when run one after the other, so the results are 
 (tests/test_overlap.py); each result comes one frame later, after the next frame has arrived.
 ``flush`` judges the frame still held when the source ends.
 
-Each model only ever runs on one thread: the mesh and detector on the worker, the others on the
-caller's.
+Each model only ever runs on one thread: the mesh, the detector and the texture pair's first model
+on the worker (``Pipeline.lend_worker``: queued after the next frame's ``find``, it runs while this
+thread runs the two-view model, so a frame that carries the passive models is split about evenly),
+the others on the caller's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class FrameRunner:
         self.overlap = pipeline.settings.schedule.overlap if overlap is None else bool(overlap)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="find") if self.overlap else None
         self._held: Future[Sighting] | None = None
+        if self._pool is not None:
+            pipeline.lend_worker(self._pool)
 
     def push(self, frame: Frame) -> list[FrameResult]:
         if self._pool is None:
@@ -53,4 +57,5 @@ class FrameRunner:
 
     def close(self) -> None:
         if self._pool is not None:
+            self.pipeline.lend_worker(None)
             self._pool.shutdown(wait=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -159,6 +159,7 @@ class Pipeline:
         self.add_passive(PRIMARY_PASSIVE, self._two_view_score)
         self.schedule.add(EYES, sc.eye_model_per_s)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage") if sc.parallel else None
+        self._helper: Executor | None = None  # schedule.overlap's worker, lent by overlap.FrameRunner
         self._view_logits: tuple[float, float] | None = None  # set by _two_view_score, read by _score_all
         self._pair: tuple[float, ...] | None = None  # set by _texture_score, read by _score_all
         # replay --trace scores every face so a recording can be studied frame by frame; the
@@ -193,9 +194,17 @@ class Pipeline:
         ms["classify"] = (clock() - t) * 1e3
         return p
 
-    def _texture_score(self, frame: Frame, lm: FaceLandmarks, ms: dict[str, float]) -> float:
+    def lend_worker(self, worker: Executor | None) -> None:
+        """schedule.overlap's worker thread (overlap.py), or None once it is gone. On a frame that carries
+        the passive models, the worker runs the texture pair's first model after the next frame's ``find``
+        while this thread runs the two-view model: both halves of a scored frame then cost about the same."""
+        self._helper = worker
+
+    def _texture_score(self, frame: Frame, box: tuple[float, float, float, float], ms: dict[str, float],
+                       first: Future[float] | None) -> float:
         t = time.perf_counter()
-        s = self.models.texture.score(frame.image, face_box(lm))
+        done = (first.result(),) if first is not None else ()
+        s = self.models.texture.score(frame.image, box, done)
         ms["texture"] = (time.perf_counter() - t) * 1e3
         self._pair = s.per_model
         return s.p_real
@@ -315,12 +324,15 @@ class Pipeline:
         ms: dict[str, float] = {}
         # the scorers leave their parts here (on this thread) for the learned fusion to read back
         self._view_logits, self._pair = None, None
+        # the texture pair rides on the liveness model's frames (two 80 px int8 nets, under a
+        # millisecond each): every score gets its veto from the same frame, and the eye model keeps
+        # every other frame
+        pair = self.models.texture if PRIMARY_PASSIVE in names else None
+        box = face_box(lm) if pair is not None else None
+        first = self._helper.submit(pair.models[0].p_real, frame.image, box) if pair and self._helper else None
         out = {n: float(self.passive[n](frame, lm, ms)) for n in names}
-        if PRIMARY_PASSIVE in out and self.models.texture is not None:
-            # the texture pair rides on the liveness model's frames (two 80 px int8 nets, under a
-            # millisecond): every score gets its veto from the same frame, and the eye model keeps
-            # every other frame
-            out[TEXTURE] = self._texture_score(frame, lm, ms)
+        if pair is not None:
+            out[TEXTURE] = self._texture_score(frame, box, ms, first)
         if self._view_logits is not None and self._pair is not None:
             out.update(zip(VIEW_LOGITS, self._view_logits))
             out.update(zip(PAIR_MODELS, self._pair))

@@ -161,3 +161,12 @@ def test_bench_smoke_run_as_test_sh_runs_it_judges_no_targets(tmp_path, capsys, 
     # --parallel: both paths also with models due on one frame side by side in two threads
     assert set(res["attempts"]["variants"]) == {"every_frame", "scheduled", "scheduled_overlap", "every_frame_parallel", "scheduled_parallel"}
     assert "--no-targets" in (Path(__file__).resolve().parent.parent / "scripts" / "test.sh").read_text()
+
+
+def test_the_overlap_projection_gives_the_worker_its_share_of_the_texture_pair():
+    """The worker runs the face stages and the pair's first model (Pipeline.lend_worker), the caller the rest."""
+    from edge_liveness.bench.attempt_frames import overlap_halves
+
+    worker, caller = overlap_halves({"detect": 0.1, "landmarks": 1.9, "pose": 0.1, "eyes": 1.2, "texture": 0.8,
+                                     "classify": 1.0, "crop": 0.2}, 5.5)
+    assert worker == pytest.approx(2.1 + 0.4) and caller == pytest.approx(5.5 - 2.5)

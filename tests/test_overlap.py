@@ -15,7 +15,7 @@ from conftest import shared_file
 from edge_liveness.camera.supervisor import Frame
 from edge_liveness.config import load_settings
 from edge_liveness.overlap import FrameRunner
-from edge_liveness.pipeline import build_pipeline, load_models
+from edge_liveness.pipeline import TEXTURE, build_pipeline, load_models
 
 
 def _frames(n: int) -> list[Frame]:
@@ -108,3 +108,30 @@ def test_the_daemon_runs_overlapped_and_lets_the_real_person_in(tmp_path, face_m
 
     crop = cv2.imread(str(pngs[0]))
     assert crop is not None and crop.std() > 10  # a face crop, not a blank one from missing anchors
+
+
+def test_the_worker_runs_the_pairs_first_model_and_the_caller_the_rest(face_models):
+    """A frame that carries the passive models is split between the threads: the first MiniFASNet on the
+    worker (after the next frame's face), the two-view model and the second MiniFASNet on the caller's."""
+    import threading
+
+    frames = _frames(60)
+    models = load_models(load_settings(None))
+    if models.texture is None:
+        pytest.skip("the texture pair is off in the default settings")
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+    spied = []
+    for key, m in zip(seen, models.texture.models):
+        def spy(*a, _real=m.p_real, _key=key):
+            seen[_key].append(threading.current_thread().name)
+            return _real(*a)
+        m.p_real = spy
+        spied.append(m)
+    try:
+        out = _run(True, frames, models)
+    finally:
+        for m in spied:
+            del m.p_real
+    assert seen["first"] and len(seen["first"]) == len(seen["second"]) == sum(TEXTURE in r.scores for r in out)
+    assert all(t.startswith("find") for t in seen["first"])
+    assert all(t == threading.main_thread().name for t in seen["second"])

@@ -195,13 +195,17 @@ def compare(res_variants: dict[str, dict[str, Any]], main: str, schedule) -> dic
 
 
 FIND_STAGES = ("detect", "landmarks", "pose")  # Pipeline.find: the half schedule.overlap runs on the worker thread
+# ... and a share of a judge stage the worker takes: the texture pair's first model (Pipeline.lend_worker);
+# the pair's two 80 px models cost about the same
+WORKER_SHARES = {"texture": 0.5}
 
 
 def overlap_halves(stages: dict[str, float | None], whole: float) -> tuple[float, float]:
-    """(find, judge) ms of a frame from a one-thread path's per-stage costs: ``find`` the face stages, ``judge``
-    the rest of the frame (models, decision and the loop's glue). Overlapped, a frame costs about the larger."""
-    find = sum(stages.get(k) or 0.0 for k in FIND_STAGES)
-    return find, max(whole - find, 0.0)
+    """(worker, caller) ms of a frame from a one-thread path's per-stage costs: the worker's the face stages
+    and its share of the texture pair, the caller's the rest of the frame (models, decision and the loop's
+    glue). Overlapped, a frame costs about the larger."""
+    worker = sum(stages.get(k) or 0.0 for k in FIND_STAGES) + sum((stages.get(k) or 0.0) * f for k, f in WORKER_SHARES.items())
+    return worker, max(whole - worker, 0.0)
 
 
 def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str, measured: dict[str, Any] | None = None) -> dict[str, Any]:

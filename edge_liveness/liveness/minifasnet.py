@@ -146,8 +146,10 @@ class MiniFASNetPair:
         self.models = [MiniFASNet(p, num_threads) for p in (paths or [bundled_model_path(n) for n in MODEL_NAMES])]
         self.box_factor = box_factor
 
-    def score(self, frame_bgr: np.ndarray, box: Box) -> PeerScore:
-        each = tuple(m.p_real(frame_bgr, box) for m in self.models)
+    def score(self, frame_bgr: np.ndarray, box: Box, done: Sequence[float] = ()) -> PeerScore:
+        """``done``: the P(real) of the first ``len(done)`` models on this frame and box, computed
+        elsewhere (the pipeline runs one on another thread)."""
+        each = tuple(done) + tuple(m.p_real(frame_bgr, box) for m in self.models[len(done):])
         return PeerScore(float(np.mean(each)), each)
 
     def score_landmarks(self, frame_bgr: np.ndarray, landmarks: FaceLandmarks | np.ndarray) -> PeerScore:
