@@ -217,8 +217,10 @@ class Pipeline:
             return None
         d, fusion = self.settings.decision, self.models.fusion
         if fusion is not None and all(k in scores for k in VIEW_LOGITS + PAIR_MODELS):
+            # centred on the manifest's threshold, not the engine's: the fusion has its own bar, and a
+            # decision.threshold set in the config then moves the bar on this verdict as it would on the model's
             return fuse_learned(fusion, tuple(scores[k] for k in VIEW_LOGITS), tuple(scores[k] for k in PAIR_MODELS),
-                                self.engine.threshold, d.learned_veto_threshold)
+                                self.models.liveness.threshold, d.learned_veto_threshold)
         return fuse(scores[PRIMARY_PASSIVE], self.engine.threshold, scores.get(TEXTURE), d.texture_threshold)
 
     def _eye_plan(self) -> tuple[bool, bool]:

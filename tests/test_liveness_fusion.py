@@ -92,12 +92,35 @@ def test_the_pipeline_fuses_each_frames_own_four_logits(face_models, shared_data
         s = r.scores
         if r.scored and all(k in s for k in VIEW_LOGITS + PAIR_MODELS):
             want = fuse_learned(models.fusion, tuple(s[k] for k in VIEW_LOGITS), tuple(s[k] for k in PAIR_MODELS),
-                                pipe.engine.threshold, settings.decision.learned_veto_threshold)
+                                models.liveness.threshold, settings.decision.learned_veto_threshold)
             assert r.obs.p_live == pytest.approx(want)
             assert s[TEXTURE] == pytest.approx(float(np.mean([s[k] for k in PAIR_MODELS])))
             assert s[PRIMARY_PASSIVE] == pytest.approx(sigmoid(sum(s[k] for k in VIEW_LOGITS) / 2))
             checked += 1
     assert checked >= 3
+
+
+def test_decision_threshold_moves_the_bar_under_the_learned_fusion(face_models, shared_data):
+    """The fused verdict is centred on the model manifest's threshold, so a decision.threshold set in the config
+    is a stricter (or looser) bar on it, as on the model's own score: not re-centred away."""
+    from edge_liveness.config import load_settings
+    from edge_liveness.pipeline import Pipeline, load_models
+
+    cap = cv2.VideoCapture(str(shared_file("video", "tranvanluyt_real.mp4")))
+    frames = [img for ok, img in (cap.read() for _ in range(45)) if ok]
+    cap.release()
+    default = load_settings(None)
+    models = load_models(default)
+    runs = {}
+    for name, settings in (("default", default), ("strict", load_settings(None, decision={"threshold": 0.97}))):
+        pipe = Pipeline(settings, models)
+        runs[name] = ([pipe.process(_frame(img, i / 30.0, i)) for i, img in enumerate(frames)], pipe.engine.threshold)
+    (base, t0), (strict, t1) = runs["default"], runs["strict"]
+    assert t0 == models.liveness.threshold and t1 == 0.97
+    p0 = [r.obs.p_live for r in base if r.scored]
+    assert p0 and p0 == [r.obs.p_live for r in strict if r.scored]  # the same verdicts ...
+    live0, live1 = sum(p >= t0 for p in p0), sum(p >= t1 for p in p0)
+    assert live0 > live1  # ... judged against a higher bar: fewer frames on the live side
 
 
 def test_fusion_veto_in_the_config_keeps_the_veto(face_models):
