@@ -213,7 +213,13 @@ class Pipeline:
         """The frame's P(live) for the decision, on the frames the schedule gave the liveness model:
         its score and the texture pair's on the same frame, fused (liveness/fusion.py: learned, the pair
         vetoing on top, or the veto alone)."""
-        if not attempt or PRIMARY_PASSIVE not in plan or PRIMARY_PASSIVE not in scores:
+        if not attempt or PRIMARY_PASSIVE not in plan:
+            return None
+        return self.frame_verdict(scores)
+
+    def frame_verdict(self, scores: dict[str, float]) -> float | None:
+        """A frame's P(live) from its passive scores as the decision reads it (None: not scored)."""
+        if PRIMARY_PASSIVE not in scores:
             return None
         d, fusion = self.settings.decision, self.models.fusion
         if fusion is not None and all(k in scores for k in VIEW_LOGITS + PAIR_MODELS):

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("edge_liveness.events.verify", "check signed event payloads read from stdin"),
     "status": ("edge_liveness.service.status", "show the running daemon's health"),
     "snapshot": ("edge_liveness.cli.snapshot_cmd", "write one annotated camera frame and print face size, pose and light"),
+    "calibrate": ("edge_liveness.cli.calibrate_cmd", "the passive bar for this door's camera, from recordings of its real people"),
     "bench": ("edge_liveness.bench.command", "benchmark the frame loop per stage"),
     "dataset": ("converters.data.dataset", "workstation: cut aligned face crops from videos and images"),
     "train": ("converters.passive.train", "workstation: train the MobileNetV2 liveness model"),
