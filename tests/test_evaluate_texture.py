@@ -85,6 +85,10 @@ def test_the_learned_fusion_judges_images_as_the_daemon_does(replay_crops, face_
     v = evaluate.verdicts(res, scorer.threshold, t, scorer.fusion)
     want = [fuse_learned(scorer.fusion, vl, tm, scorer.threshold, t) for vl, tm in zip(res.view_logits, res.texture_models)]
     assert v.tolist() == pytest.approx(want)
+    # a caller's own threshold is a bar on the same verdicts (centred on the manifest's), not a re-centring
+    strict = evaluate.summarise(res, 0.97, scorer.name, t, scorer.fusion, centre=scorer.threshold)
+    default = evaluate.summarise(res, scorer.threshold, scorer.name, t, scorer.fusion, centre=scorer.threshold)
+    assert (default["apcer"], default["bpcer"]) == (0.0, 0.0) and (strict["apcer"], strict["bpcer"]) == (0.0, 1.0)
 
 
 def test_tight_crops_are_named_as_showing_little_around_the_face(replay_crops, face_models, capsys):

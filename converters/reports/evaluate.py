@@ -182,15 +182,16 @@ def score_folder(scorer: Scorer, data_dir: Path, detect: bool = True, progress: 
     return res
 
 
-def verdicts(res: EvalResult, threshold: float, texture_threshold: float, fusion=None) -> np.ndarray:
+def verdicts(res: EvalResult, threshold: float, texture_threshold: float, fusion=None, centre: float | None = None) -> np.ndarray:
     """Each image's P(live) as the daemon decides it: the learned fusion (``fusion``) where both models scored,
-    else the model's, vetoed by the texture pair where it scored."""
+    centred on ``centre`` (the model manifest's threshold, as the daemon does, so a ``threshold`` of the
+    caller's is a bar on it; default ``threshold``), else the model's, vetoed by the texture pair where it scored."""
     from edge_liveness.liveness.fusion import fuse, fuse_learned
 
     out = []
     for p, t, vl, tm in zip(res.scores, res.texture_scores, res.view_logits, res.texture_models):
         if fusion is not None and vl is not None and tm is not None:
-            out.append(fuse_learned(fusion, vl, tm, threshold, texture_threshold))
+            out.append(fuse_learned(fusion, vl, tm, threshold if centre is None else centre, texture_threshold))
         else:
             out.append(fuse(p, threshold, t, texture_threshold))
     return np.asarray(out, np.float64)
@@ -208,11 +209,12 @@ def _texture_block(res: EvalResult, y: np.ndarray, threshold: float, texture_thr
             "model_alone": {"apcer": alone.apcer, "bpcer": alone.bpcer, "acer": alone.acer, "auc": alone.auc}}
 
 
-def summarise(res: EvalResult, threshold: float, model_name: str, texture_threshold: float | None = None, fusion=None) -> dict:
+def summarise(res: EvalResult, threshold: float, model_name: str, texture_threshold: float | None = None, fusion=None,
+              centre: float | None = None) -> dict:
     """Metrics of the images' verdicts; ``texture_threshold`` (models.texture on) fuses the pair in: learned
     (``fusion``) or as a veto."""
     y = np.asarray(res.labels, np.int64)
-    s = verdicts(res, threshold, texture_threshold, fusion) if texture_threshold is not None else np.asarray(res.scores, np.float64)
+    s = verdicts(res, threshold, texture_threshold, fusion, centre) if texture_threshold is not None else np.asarray(res.scores, np.float64)
     r = pad_metrics.rates(y, s, threshold)
     return {
         "model": model_name,
@@ -332,7 +334,7 @@ def main(args) -> int:
             texture_threshold = _attach_texture(scorer, args)
             res = score_folder(scorer, data_dir, detect=not args.no_detect, progress=not args.json)
             thr = args.threshold if args.threshold is not None else scorer.threshold if scorer.threshold is not None else 0.5
-            out = summarise(res, float(thr), scorer.name, texture_threshold, scorer.fusion)
+            out = summarise(res, float(thr), scorer.name, texture_threshold, scorer.fusion, centre=scorer.threshold)
         if videos:
             out["videos"] = _videos(args, videos, data_dir if data_dir.is_dir() else data_dir.parent)
     except ConfigError as e:
