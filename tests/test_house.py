@@ -65,6 +65,7 @@ LAYERS: dict[str, set[str]] = {
     "converters.blink": {"edge_liveness"},
     "converters.lopo": {"edge_liveness", "converters.data", "converters.measure", "converters.passive"},
     "converters.reports": {"edge_liveness", "converters.data", "converters.measure", "converters.passive"},
+    "converters.finetune": {"converters.data", "converters.passive", "converters.lopo"},
     "converters": set(),
 }
 MAX_MODULES_PER_SUB_PACKAGE = 12
