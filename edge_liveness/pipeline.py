@@ -337,7 +337,7 @@ class Pipeline:
         # every other frame
         pair = self.models.texture if PRIMARY_PASSIVE in names else None
         box = face_box(lm) if pair is not None else None
-        first = self._helper.submit(pair.models[0].p_real, frame.image, box) if pair and self._helper else None
+        first = self._helper.submit(pair.models[0].p_real, frame.image, box) if pair is not None and self._helper is not None else None
         out = {n: float(self.passive[n](frame, lm, ms)) for n in names}
         if pair is not None:
             out[TEXTURE] = self._texture_score(frame, box, ms, first)
