@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     keras = data.tight[idx]
     res = {"crops": int(len(idx)), "taps": {}}
     for name, a, b in TAPS:
-        res["taps"][name] = {"correlation": round(float(np.corrcoef(ours[:, a:b].ravel(), keras[:, a:b].ravel())[0, 1]), 6),
-                             "mean_relative_error": round(float(np.abs(ours[:, a:b] - keras[:, a:b]).mean() / np.abs(keras[:, a:b]).mean()), 5)}
+        o, k = ours[:, a:b], keras[:, a:b]
+        res["taps"][name] = {"correlation": round(float(np.corrcoef(o.ravel(), k.ravel())[0, 1]), 6),
+                             "mean_relative_error": round(float(np.abs(o - k).mean() / np.abs(k).mean()), 5)}
     print(json.dumps(res))
     if args.out:
         args.out.write_text(json.dumps(res, indent=1) + "\n")
