@@ -49,8 +49,13 @@ def input_aucs(d, tm: np.ndarray, crops: np.ndarray, p: str) -> dict:
     return {"tight": _auc(y, head.logit(d.tight[idx])), "minifasnet_v2": _auc(y, tm[idx, 0]), "minifasnet_v1se": _auc(y, tm[idx, 1])}
 
 
-def run_variant(d, tm, tx, crops: np.ndarray, learn_from: str, target: float) -> dict:
-    rec = Recipe("tight+fusion", d, 1e-2, tx, 0.5, texture_models=tm)
+def run_variant(d, tm, tx, crops: np.ndarray, learn_from: str, target: float, tight: np.ndarray | None = None) -> dict:
+    if tight is None:
+        rec = Recipe("tight+fusion", d, 1e-2, tx, 0.5, texture_models=tm)
+    else:  # the fine-tuned tight view's out-of-fold logits (converters/finetune, docs/training.md section 14)
+        from converters.finetune.fused_lopo import FineTunedTight
+
+        rec = FineTunedTight("tight+fusion", d, 1e-2, tx, 0.5, texture_models=tm, tight_logits=tight)
     if learn_from == "crops_only":
         rec.train_ok, rec.eval_ok = rec.train_ok & crops, rec.eval_ok & crops
     per: dict[str, dict] = {}
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", nargs="?", default="/tmp/edge-liveness-lopo/crops128_ctx2.7")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    ap.add_argument("--tight-scores", type=Path, help="fine-tuned tight view: scores_<variant>.npy (converters/finetune/gpu_lopo.py)")
+    ap.add_argument("--jobs", type=Path, help="the jobs file those scores were made with (with --tight-scores)")
     args = ap.parse_args(argv)
     root = Path(args.root)
     if not (root / "crops_vishal").is_dir():
@@ -87,12 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     d = load(root, str(WEIGHTS), None, cache)
     tm, tx = texture_model_scores(root, d, cache), texture_scores(root, d, cache)
     crops = d.kind == "crops"
+    tight, name = None, "liveness_lopo_crop_regime_128px.json"
+    if args.tight_scores:
+        from converters.finetune.judge import out_of_fold
+
+        tight = np.nan_to_num(out_of_fold(np.load(args.tight_scores), json.loads(args.jobs.read_text())["jobs"], d.person,
+                                          d.kind == "watermarked"))
+        name = "liveness_lopo_crop_regime_finetuned_128px.json"
     res = {"what": "tight repository crops (crops_*), each person held out: a fusion without the context view",
            "means_leave_out": sorted(FLAGGED),
            "input_auc_per_person": {p: input_aucs(d, tm, crops, p) for p in sorted(set(d.person[crops].tolist()))},
-           "variants": [run_variant(d, tm, tx, crops, lf, t) for lf, t in VARIANTS],
-           "command": "python scripts/lopo_crop_regime.py /tmp/edge-liveness-lopo/crops128_ctx2.7"}
-    out = Path(args.out) / "liveness_lopo_crop_regime_128px.json"
+           "variants": [run_variant(d, tm, tx, crops, lf, t, tight) for lf, t in VARIANTS],
+           "command": "python scripts/lopo_crop_regime.py /tmp/edge-liveness-lopo/crops128_ctx2.7"
+                      + (f" --tight-scores {args.tight_scores} --jobs {args.jobs}" if tight is not None else "")}
+    if tight is not None:
+        res["tight_view"] = ("fine-tuned (ft_synth), out-of-fold logits from 4 person-disjoint folds; the input AUCs above "
+                             "are the frozen head's")
+    out = Path(args.out) / name
     out.write_text(json.dumps(res, indent=1) + "\n")
     for v in res["variants"]:
         print(f"{v['learn_from']:>10} ({v['threshold_rule']}): mean ACER {v['mean_acer']:.3f}, worst {v['worst_acer']:.3f} ({v['worst_person']})")

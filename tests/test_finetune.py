@@ -107,3 +107,21 @@ def test_imagenet_weights_export_in_torch_layout_and_network_order(shared_data, 
     assert z["w3"].shape == (16 * STAGES[1][0], 16, 1, 1)
     np.testing.assert_allclose(z["w0"].astype(np.float32), np.transpose(src.convs[0].kernel, (3, 2, 0, 1)), atol=2e-3)
     np.testing.assert_allclose(z["b5"].astype(np.float32), src.convs[5].bias, rtol=2e-3, atol=2e-3)
+
+
+def test_the_fusion_fit_cache_tells_apart_recipes_that_learn_from_other_rows():
+    """A caller that narrows a recipe's rows (scripts/lopo_crop_regime.py's crops-only variant) or brings its own
+    tight view (FineTunedTight) must not be handed another recipe's cached fit."""
+    from converters.lopo.fusion import _key
+
+    class Other(SimpleNamespace):
+        pass
+
+    every = np.ones(6, bool)
+    rec = SimpleNamespace(d=0, base="tight", mods={"+fusion"}, l2=1e-2, synth_share=0.5,
+                          train_ok=every, train_tight=every, eval_ok=every)
+    narrowed = SimpleNamespace(**{**vars(rec), "train_ok": np.array([1, 1, 0, 0, 1, 1], bool)})
+    mask = every
+    assert _key(rec, mask, True) == _key(SimpleNamespace(**vars(rec)), mask, True)
+    assert _key(rec, mask, True) != _key(narrowed, mask, True)
+    assert _key(rec, mask, True) != _key(Other(**vars(rec)), mask, True)

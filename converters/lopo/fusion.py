@@ -147,7 +147,11 @@ def _key(rec, mask: np.ndarray, fusion: bool) -> tuple:
     from converters.lopo.recipes import FUSION, TEXTURE, TUNED
 
     mods = tuple(sorted(rec.mods - {FUSION, TEXTURE, TUNED}))
-    return (id(rec.d), rec.base, mods, rec.l2, rec.synth_share, fusion, hashlib.sha1(mask.tobytes()).hexdigest())
+    # the rows a recipe may learn from and judge are part of the fit (a caller may narrow them), and so is the
+    # class (a subclass may bring its own view heads: converters/finetune/fused_lopo.py)
+    rows = hashlib.sha1(rec.train_ok.tobytes() + rec.train_tight.tobytes() + rec.eval_ok.tobytes()).hexdigest()
+    return (id(rec.d), type(rec).__name__, rec.base, mods, rec.l2, rec.synth_share, fusion, rows,
+            hashlib.sha1(mask.tobytes()).hexdigest())
 
 
 def fitted(rec, mask: np.ndarray) -> tuple[CrossFit, Fused | None]:

@@ -49,8 +49,9 @@ __all__ = ["RECIPES", "TEXTURE", "VIEW_WEIGHTS", "Recipe", "run_recipe", "main",
 def run_recipe(data: Data, name: str, target_bpcer: float, l2: float = 1e-2, seed: int = 0,
                texture: np.ndarray | None = None, texture_threshold: float = 0.5, synth_share: float = SYNTH_SHARE,
                texture_models: np.ndarray | None = None, people: list[str] | None = None, judge_crops: bool = False,
-               per_attempt: bool = False, pooled_threshold: bool = False) -> dict:
-    rec = Recipe(name, data, l2, texture, texture_threshold, synth_share, texture_models, judge_crops)
+               per_attempt: bool = False, pooled_threshold: bool = False, recipe: Recipe | None = None) -> dict:
+    """``recipe``: a Recipe (or a subclass with its own view heads) to run instead of the one ``name`` builds."""
+    rec = recipe or Recipe(name, data, l2, texture, texture_threshold, synth_share, texture_models, judge_crops)
     if pooled_threshold and TUNED in rec.mods:
         raise DatasetError(f"recipe {name}: {TUNED} sets its veto in align(), which a pooled threshold does not call")
     groups = real_only_groups(data, seed)
