@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.finetune.judge import WEIGHTS
+from converters.lopo.fusion_export import WEIGHTS
 
 TAPS = (("block_6_expand_relu", 0, 192), ("block_13_expand_relu", 192, 768), ("out_relu", 768, 2048))
 

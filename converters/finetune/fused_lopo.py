@@ -7,8 +7,7 @@ fine-tuned tight view in place of the frozen tight head, judged by converters/lo
 The tight input of every row is its out-of-fold score from the person-disjoint folds the scores were made on
 (gpu_lopo.py with jobs_k4.json: the model that never saw that row's person); the context head, the pair, the
 cross-fitted fusion, the veto at ``--texture-threshold`` and the thresholds are run.py's, fold by fold. One
-leak is left, and said: the fusion of a fold learns its weights from other people's out-of-fold tight scores,
-made by models that may have trained on the judged person (the judged person's own scores never are).
+leak is left, and said in the results (``LEAK``).
 """
 
 from __future__ import annotations
@@ -20,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.finetune.judge import WEIGHTS, out_of_fold
+from converters.finetune.judge import out_of_fold
+from converters.lopo.fusion_export import WEIGHTS
 from converters.lopo.recipes import Recipe
 
 RECIPE = "two-view-mirror+fusion+texture"
+LEAK = ("the fusion of a fold learns its weights from other people's out-of-fold tight scores, made by models that may "
+        "have trained on the judged person (the judged person's own scores never are)")
 
 
 class FineTunedTight(Recipe):
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     res = run_recipe(data, RECIPE, 0.02, texture=texture, texture_threshold=args.texture_threshold, texture_models=models,
                      people=people, judge_crops=args.judge_crops, recipe=rec)
     res["tight_view"] = f"fine-tuned, out-of-fold scores from {args.scores.name} on {args.jobs.name}"
-    res["leak"] = __doc__.split("\n\n")[2].strip().split("One\nleak is left, and said: ")[-1]
+    res["leak"] = LEAK
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}_{RECIPE}.json").write_text(json.dumps(res, indent=2) + "\n")
     rp, pr = res["replay"] or {}, res["print"] or {}

@@ -70,19 +70,15 @@ def synth_bank(imgs: np.ndarray, meta: dict, quality: int, procs: int) -> tuple[
 
 
 def weights_for(labels: np.ndarray, person: np.ndarray, synth: np.ndarray) -> np.ndarray:
-    """Every person the same weight within each class; synthetic rows ``SYNTH_SHARE`` of the attack class."""
-    w = np.zeros(len(labels), np.float64)
-    key = np.where(synth, np.char.add("synth/", person.astype(str)), person.astype(str))
+    """Sampling probabilities: the LOPO recipes' weights (every person the same within each class, synthetic rows
+    ``SYNTH_SHARE`` of the attack class: recipes.balanced_weights), with the two classes drawn equally often."""
+    from converters.lopo.recipes import balanced_weights
+
+    w = balanced_weights(labels, person, synth, SYNTH_SHARE).astype(np.float64)
     for lab in (0, 1):
         m = labels == lab
-        names, counts = np.unique(key[m], return_counts=True)
-        per = dict(zip(names.tolist(), counts.tolist()))
-        w[m] = [1.0 / per[k] for k in key[m].tolist()]
-        w[m] /= w[m].sum()
-    s, r = synth & (labels == 0), ~synth & (labels == 0)
-    if s.any() and r.any():
-        w[s] *= SYNTH_SHARE / w[s].sum()
-        w[r] *= (1 - SYNTH_SHARE) / w[r].sum()
+        if m.any():
+            w[m] /= w[m].sum()
     return w / w.sum()
 
 
@@ -116,8 +112,8 @@ def train(torch, net, x, y, w, variant: str, steps: int, batch: int, seed: int):
     wt = torch.as_tensor(w, dtype=torch.float32, device=x.device)
     yt = torch.as_tensor(y, dtype=torch.float32, device=x.device)
     net.train()
-    losses = []
-    for _ in range(steps):
+    losses = []  # every 25th step and the last: reading a loss waits for the GPU
+    for step in range(steps):
         idx = torch.multinomial(wt, batch, replacement=True, generator=gen)
         xb = augment(torch, x[idx]).contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
@@ -127,7 +123,8 @@ def train(torch, net, x, y, w, variant: str, steps: int, batch: int, seed: int):
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss.detach()) if len(losses) % 25 == 0 else losses[-1])
+        if step % 25 == 0 or step == steps - 1:
+            losses.append(float(loss.detach()))
     return losses
 
 

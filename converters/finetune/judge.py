@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from converters.lopo.data import FLAGGED, threshold_for_bpcer
+from converters.lopo.fusion_export import WEIGHTS
 from converters.lopo.recipes import SYNTH_KINDS
-
-WEIGHTS = "../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite"
 
 
 def out_of_fold(scores: np.ndarray, jobs: list[dict], person: np.ndarray, never_trained: np.ndarray) -> np.ndarray:

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.lopo.fusion_export import WEIGHTS  # the one Coral ImageNet file every LOPO tool reads
 from converters.finetune.mobilenet_torch import export_weights
-
-WEIGHTS = "../shared/data/models/imagenet_mobilenet_v2_int8_tflite_coral/tf2_mobilenet_v2_1.0_224_ptq.tflite"
 
 
 def jobs_of(data) -> list[dict]:
