@@ -84,7 +84,8 @@ def project(bench: dict, fallback) -> dict:
         from edge_liveness.bench.attempt_frames import overlap_halves
 
         sc = out["variants"]["scheduled"]["x86_ms"]
-        find, judge = overlap_halves(sc, sc["frame"])
+        # a bench run from before the worker took the tight view: the worker took the pair's first model
+        find, judge = overlap_halves(sc, sc["frame"], att.get("overlap_worker_shares", {"texture": 0.5}))
         frame = max(find, judge)
         out["variants"]["scheduled_overlap"] = {
             "x86_ms": {"find": round(find, 3), "judge": round(judge, 3), "frame": round(frame, 3),

@@ -9,10 +9,12 @@ in order and the same state as when run one after the other, so the results are 
 (tests/test_overlap.py); each result comes one frame later, after the next frame has arrived.
 ``flush`` judges the frame still held when the source ends.
 
-Each model only ever runs on one thread: the mesh, the detector and the texture pair's first model
-on the worker (``Pipeline.lend_worker``: queued after the next frame's ``find``, it runs while this
-thread runs the two-view model, so a frame that carries the passive models is split about evenly),
-the others on the caller's.
+Each interpreter only ever runs on one thread: the mesh, the detector and a second interpreter of the
+two-view model on the worker, the others on the caller's. On a frame that carries the passive models
+the worker runs the two-view model's tight view after the next frame's ``find`` while this thread runs
+its context view and the texture pair (``Pipeline.lend_worker``; a one-view model leaves the worker the
+pair's first model instead), so such a frame is split about evenly. The second interpreter costs one
+more copy of the model's packed weights in memory; its scores are the same bits.
 """
 
 from __future__ import annotations

@@ -160,6 +160,7 @@ class Pipeline:
         self.schedule.add(EYES, sc.eye_model_per_s)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stage") if sc.parallel else None
         self._helper: Executor | None = None  # schedule.overlap's worker, lent by overlap.FrameRunner
+        self._split_views = False  # the two views on two threads (lend_worker)
         self._view_logits: tuple[float, float] | None = None  # set by _two_view_score, read by _score_all
         self._pair: tuple[float, ...] | None = None  # set by _texture_score, read by _score_all
         # replay --trace scores every face so a recording can be studied frame by frame; the
@@ -176,29 +177,52 @@ class Pipeline:
         self.schedule.add(name, self.settings.schedule.passive_scores_per_s)
 
     def _two_view_score(self, frame: Frame, lm: FaceLandmarks, ms: dict[str, float]) -> float:
-        # the aligned crop and, for a two-view model, the wider context crop around it (a bezel, a
-        # hand, a paper edge)
-        clock = time.perf_counter
+        # the aligned crop and, for a two-view model, the wider context crop (a bezel, a hand, a paper edge)
+        clock, lv, anchors = time.perf_counter, self.models.liveness, lm.anchors()
         t = clock()
-        lv = self.models.liveness
-        anchors = lm.anchors()
         crop = align_crop(frame.image, anchors, self.crop_size, self.crop_margin)
         context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale) if lv.views == 2 else None
-        ms["crop"] = (clock() - t) * 1e3
-        t = clock()
+        t1 = clock()
         if context is None:
             p = lv.predict_views(crop.image)
         else:
             self._view_logits = lv.view_logits(crop.image, context.image)
             p = p_live_of(self._view_logits)
-        ms["classify"] = (clock() - t) * 1e3
+        ms["crop"], ms["classify"] = (t1 - t) * 1e3, (clock() - t1) * 1e3
         return p
 
+    def _two_view_split(self, frame: Frame, lm: FaceLandmarks, ms: dict[str, float]) -> Callable[[], float]:
+        """The tight view cut and run on the worker (the twin interpreter, after the next frame's face),
+        the context view here; returns what collects the score, to call after the texture pair.
+        ``ms``: this thread's time, its crop and model and the wait for the other."""
+        clock = time.perf_counter
+        t, lv, anchors = clock(), self.models.liveness, lm.anchors()
+        tight = self._helper.submit(self._tight_logit, frame.image, anchors)
+        context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale)
+        t1 = clock()
+        ctx = lv.view_logit(1, context.image)
+        ms["crop"], spent = (t1 - t) * 1e3, clock() - t1
+
+        def collect() -> float:
+            t = clock()
+            self._view_logits = (tight.result(), ctx)
+            ms["classify"] = (spent + clock() - t) * 1e3
+            return p_live_of(self._view_logits)
+
+        return collect
+
+    def _tight_logit(self, image, anchors: FaceAnchors) -> float:
+        crop = align_crop(image, anchors, self.crop_size, self.crop_margin)
+        return self.models.liveness.view_logit(0, crop.image, twin=True)
+
     def lend_worker(self, worker: Executor | None) -> None:
-        """schedule.overlap's worker thread (overlap.py), or None once it is gone. On a frame that carries
-        the passive models, the worker runs the texture pair's first model after the next frame's ``find``
-        while this thread runs the two-view model: both halves of a scored frame then cost about the same."""
+        """schedule.overlap's worker (overlap.py), or None once it is gone. A frame that carries the passive
+        models is then split about evenly: the worker runs a two-view model's tight view (on a second
+        interpreter, ``LivenessModel.add_twin``) or else the pair's first model, after the next frame's face."""
         self._helper = worker
+        self._split_views = worker is not None and self.models.liveness.views == 2
+        if self._split_views:
+            self.models.liveness.add_twin()
 
     def _texture_score(self, frame: Frame, box: tuple[float, float, float, float], ms: dict[str, float],
                        first: Future[float] | None) -> float:
@@ -337,10 +361,17 @@ class Pipeline:
         # every other frame
         pair = self.models.texture if PRIMARY_PASSIVE in names else None
         box = face_box(lm) if pair is not None else None
-        first = self._helper.submit(pair.models[0].p_real, frame.image, box) if pair is not None and self._helper is not None else None
-        out = {n: float(self.passive[n](frame, lm, ms)) for n in names}
+        # schedule.overlap: the worker takes the tight view (lend_worker), or else the pair's first model
+        split = self._split_views and PRIMARY_PASSIVE in names
+        first = None
+        if pair is not None and self._helper is not None and not split:
+            first = self._helper.submit(pair.models[0].p_real, frame.image, box)
+        collect = self._two_view_split(frame, lm, ms) if split else None
+        out = {n: float(self.passive[n](frame, lm, ms)) for n in names if collect is None or n != PRIMARY_PASSIVE}
         if pair is not None:
             out[TEXTURE] = self._texture_score(frame, box, ms, first)
+        if collect is not None:
+            out = {PRIMARY_PASSIVE: collect(), **out}
         if self._view_logits is not None and self._pair is not None:
             out.update(zip(VIEW_LOGITS, self._view_logits))
             out.update(zip(PAIR_MODELS, self._pair))

@@ -163,10 +163,14 @@ def test_bench_smoke_run_as_test_sh_runs_it_judges_no_targets(tmp_path, capsys, 
     assert "--no-targets" in (Path(__file__).resolve().parent.parent / "scripts" / "test.sh").read_text()
 
 
-def test_the_overlap_projection_gives_the_worker_its_share_of_the_texture_pair():
-    """The worker runs the face stages and the pair's first model (Pipeline.lend_worker), the caller the rest."""
-    from edge_liveness.bench.attempt_frames import overlap_halves
+def test_the_overlap_projection_gives_the_worker_its_share_of_the_judge_stages():
+    """The worker runs the face stages and, with a two-view model, its tight view (half the model's
+    invokes and crops); with a one-view model the pair's first model (Pipeline.lend_worker)."""
+    from edge_liveness.bench.attempt_frames import overlap_halves, worker_shares
 
-    worker, caller = overlap_halves({"detect": 0.1, "landmarks": 1.9, "pose": 0.1, "eyes": 1.2, "texture": 0.8,
-                                     "classify": 1.0, "crop": 0.2}, 5.5)
+    stages = {"detect": 0.1, "landmarks": 1.9, "pose": 0.1, "eyes": 1.2, "texture": 0.8, "classify": 1.0, "crop": 0.2}
+    worker, caller = overlap_halves(stages, 5.5, worker_shares(2))
+    assert worker == pytest.approx(2.1 + 0.5 + 0.1) and caller == pytest.approx(5.5 - 2.7)
+    assert overlap_halves(stages, 5.5) == (worker, caller)  # the default is the two-view split
+    worker, caller = overlap_halves(stages, 5.5, worker_shares(1))
     assert worker == pytest.approx(2.1 + 0.4) and caller == pytest.approx(5.5 - 2.5)

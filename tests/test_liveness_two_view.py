@@ -107,3 +107,29 @@ def test_bad_context_manifest_is_refused_in_one_line(tmp_path):
     dst.with_suffix(".json").write_text(json.dumps(m))
     with pytest.raises(ModelError, match="one value"):
         LivenessModel(dst)
+
+
+def test_the_twin_interpreter_gives_the_same_logits_and_refuses_a_changed_file(tmp_path):
+    """schedule.overlap runs the tight view on a second interpreter of the same model (another thread):
+    its logits must be the same bits, and it is built only from the bytes whose digest was checked."""
+    from edge_liveness.liveness.model import default_model_path, manifest_path
+
+    src = default_model_path()
+    path = tmp_path / src.name
+    shutil.copy(src, path)
+    shutil.copy(manifest_path(src), manifest_path(path))
+    lv = LivenessModel(path)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (lv.input_size, lv.input_size, 3), dtype=np.uint8) for _ in range(3)]
+    with pytest.raises(ValueError, match="add_twin"):
+        lv.view_logit(0, crops[0], twin=True)
+    lv.add_twin()
+    lv.add_twin()  # idempotent
+    assert lv.has_twin and len(lv._feeds) == 2
+    for c in crops:
+        assert lv.view_logit(0, c, twin=True) == lv.view_logit(0, c) == lv.view_logits(c, c)[0]
+        assert lv.view_logit(1, c, twin=True) == lv.view_logit(1, c)
+    other = LivenessModel(path)
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ModelError, match="changed on disk"):
+        other.add_twin()

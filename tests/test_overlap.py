@@ -110,28 +110,73 @@ def test_the_daemon_runs_overlapped_and_lets_the_real_person_in(tmp_path, face_m
     assert crop is not None and crop.std() > 10  # a face crop, not a blank one from missing anchors
 
 
-def test_the_worker_runs_the_pairs_first_model_and_the_caller_the_rest(face_models):
-    """A frame that carries the passive models is split between the threads: the first MiniFASNet on the
-    worker (after the next frame's face), the two-view model and the second MiniFASNet on the caller's."""
+def _spy(obj, name: str, log: list) -> None:
+    """Record the thread of every call of ``obj.name`` (an instance attribute shadows the method)."""
+    import threading
+
+    real = getattr(obj, name)
+
+    def spy(*a, **k):
+        log.append((threading.current_thread().name, a, k))
+        return real(*a, **k)
+
+    setattr(obj, name, spy)
+
+
+def test_the_worker_runs_the_tight_view_and_the_caller_the_context_view_and_the_pair(face_models):
+    """A frame that carries the passive models is split between the threads: the two-view model's tight
+    view on the worker (its twin interpreter, after the next frame's face), the context view and both
+    MiniFASNets on the caller's; the scores are those of the one-thread path (test above)."""
     import threading
 
     frames = _frames(60)
     models = load_models(load_settings(None))
-    if models.texture is None:
-        pytest.skip("the texture pair is off in the default settings")
-    seen: dict[str, list[str]] = {"first": [], "second": []}
-    spied = []
-    for key, m in zip(seen, models.texture.models):
-        def spy(*a, _real=m.p_real, _key=key):
-            seen[_key].append(threading.current_thread().name)
-            return _real(*a)
-        m.p_real = spy
-        spied.append(m)
-    try:
-        out = _run(True, frames, models)
-    finally:
-        for m in spied:
-            del m.p_real
-    assert seen["first"] and len(seen["first"]) == len(seen["second"]) == sum(TEXTURE in r.scores for r in out)
-    assert all(t.startswith("find") for t in seen["first"])
-    assert all(t == threading.main_thread().name for t in seen["second"])
+    if models.texture is None or models.liveness.views != 2:
+        pytest.skip("the default settings have no texture pair or a one-view model")
+    views, pair0, pair1 = [], [], []
+    _spy(models.liveness, "view_logit", views)
+    _spy(models.texture.models[0], "p_real", pair0)
+    _spy(models.texture.models[1], "p_real", pair1)
+    out = _run(True, frames, models)
+    scored = sum(TEXTURE in r.scores for r in out)
+    tight = [t for t, a, k in views if a[0] == 0]
+    context = [t for t, a, k in views if a[0] == 1]
+    assert scored > 5 and len(tight) == len(context) == len(pair0) == len(pair1) == scored
+    assert all(t.startswith("find") for t in tight) and all(k.get("twin") for _, a, k in views if a[0] == 0)
+    main = threading.main_thread().name
+    assert all(t == main for t in context + [t for t, *_ in pair0 + pair1])
+    assert models.liveness.has_twin
+
+
+def test_with_a_one_view_model_the_worker_runs_the_pairs_first_model(face_models):
+    """A one-view model has one invoke to share: the worker takes the first MiniFASNet instead, and the
+    results still match the one-thread path."""
+    import threading
+
+    from edge_liveness.liveness.model import bundled_model_path
+
+    one_view = {"liveness": str(bundled_model_path("liveness_mnv2_int8.tflite"))}
+    models = load_models(load_settings(None, models=one_view))
+    if models.texture is None or models.liveness.views != 1:
+        pytest.skip("the texture pair is off, or the one-view model is not one-view")
+    frames = _frames(60)
+    first, second = [], []
+    _spy(models.texture.models[0], "p_real", first)
+    _spy(models.texture.models[1], "p_real", second)
+
+    def run(overlap: bool) -> list:
+        from edge_liveness.pipeline import Pipeline
+
+        runner = FrameRunner(Pipeline(load_settings(None, models=one_view, schedule={"overlap": overlap}), models))
+        out = [r for f in frames for r in runner.push(f)] + runner.flush()
+        runner.close()
+        return out
+
+    seq = run(False)
+    first.clear(), second.clear()
+    ovl = run(True)
+    assert [r.scores for r in seq] == [r.scores for r in ovl] and any(TEXTURE in r.scores for r in ovl)
+    assert first and len(first) == len(second) == sum(TEXTURE in r.scores for r in ovl)
+    assert all(t.startswith("find") for t, *_ in first)
+    assert all(t == threading.main_thread().name for t, *_ in second)
+    assert not models.liveness.has_twin

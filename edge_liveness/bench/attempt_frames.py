@@ -195,16 +195,21 @@ def compare(res_variants: dict[str, dict[str, Any]], main: str, schedule) -> dic
 
 
 FIND_STAGES = ("detect", "landmarks", "pose")  # Pipeline.find: the half schedule.overlap runs on the worker thread
-# ... and a share of a judge stage the worker takes: the texture pair's first model (Pipeline.lend_worker);
-# the pair's two 80 px models cost about the same
-WORKER_SHARES = {"texture": 0.5}
 
 
-def overlap_halves(stages: dict[str, float | None], whole: float) -> tuple[float, float]:
+def worker_shares(views: int) -> dict[str, float]:
+    """The share of each judge stage the worker takes (Pipeline.lend_worker): with a two-view model its
+    tight view, half the model's two invokes and half its two crops; with a one-view model the texture
+    pair's first model (the pair's two 80 px models cost about the same)."""
+    return {"classify": 0.5, "crop": 0.5} if views == 2 else {"texture": 0.5}
+
+
+def overlap_halves(stages: dict[str, float | None], whole: float, shares: dict[str, float] | None = None) -> tuple[float, float]:
     """(worker, caller) ms of a frame from a one-thread path's per-stage costs: the worker's the face stages
-    and its share of the texture pair, the caller's the rest of the frame (models, decision and the loop's
-    glue). Overlapped, a frame costs about the larger."""
-    worker = sum(stages.get(k) or 0.0 for k in FIND_STAGES) + sum((stages.get(k) or 0.0) * f for k, f in WORKER_SHARES.items())
+    and its ``shares`` of judge stages (default: a two-view model's), the caller's the rest of the frame
+    (models, decision and the loop's glue). Overlapped, a frame costs about the larger."""
+    shares = worker_shares(2) if shares is None else shares
+    worker = sum(stages.get(k) or 0.0 for k in FIND_STAGES) + sum((stages.get(k) or 0.0) * f for k, f in shares.items())
     return worker, max(whole - worker, 0.0)
 
 
@@ -223,7 +228,8 @@ def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str, measured: di
         pi_frame = whole * ratio  # the whole frame: the stages plus the loop's glue between them
         if v.endswith("_overlap") and SCHEDULED in cmp_["variants"]:
             seq = cmp_["variants"][SCHEDULED]["stages"]
-            halves = overlap_halves({k: x["ms_per_attempt_frame"] for k, x in seq.items()}, seq["frame"]["ms_per_attempt_frame"] or 0.0)
+            halves = overlap_halves({k: x["ms_per_attempt_frame"] for k, x in seq.items()}, seq["frame"]["ms_per_attempt_frame"] or 0.0,
+                                    cmp_.get("overlap_worker_shares"))
             pi_frame = max(halves) * ratio
         out["variants"][v] = {"x86_ms_per_attempt_frame": _r(whole), "pi4_ms_per_stage": pi,
                               "pi4_ms_per_attempt_frame": _r(pi_frame, 1), "pi4_fps_during_attempts": _r(1e3 / pi_frame, 1) if pi_frame else None,

@@ -207,6 +207,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"detector on {pipe['detector_runs']}/{len(frames)} frames, classify on {pipe['classify_runs']}")
         stages = stage_table(records, decode_ms)
         att = attempt_frames.compare({v: attempt_frames.summarize_variant(ps) for v, ps in vpasses.items()}, main_v, settings.schedule)
+        att["overlap_worker_shares"] = attempt_frames.worker_shares(models.liveness.views)
         pi4 = attempt_frames.pi4_projection(att, *attempt_frames.projection_ratio(ref, args.pi_ratio))
         hd = att["headline"]
         _progress(f"attempt frames: {hd['fps_during_attempts_scheduled']} fps scheduled vs {hd['fps_during_attempts_every_frame']} fps "

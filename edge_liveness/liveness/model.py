@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,9 @@ class LivenessModel:
                              f"{[list(o.shape) for o in self.model.outputs]}")
         self._spec = spec
         self._out = self.model.outputs[0]
-        # Preallocated input; quantisation of raw 0..255 values to the model's input type.
-        self._x = np.zeros(want, spec.dtype)
-        self._f = np.zeros(want[1:], np.float32)
+        self._want = want
+        # one interpreter and its preallocated input per thread that runs the model (add_twin)
+        self._feeds = [_Feed(self.model, np.zeros(want, spec.dtype), np.zeros(want[1:], np.float32))]
         if spec.quantized:
             self._q_scale, self._q_zero = 1.0 / spec.scale, float(spec.zero_point)
             # the usual case (Rescaling inside the model): scale 1.0, zero -128 -> just shift bytes
@@ -133,6 +134,23 @@ class LivenessModel:
     @property
     def runtime(self) -> str:
         return self.model.runtime
+
+    @property
+    def has_twin(self) -> bool:
+        return len(self._feeds) > 1
+
+    def add_twin(self) -> None:
+        """A second interpreter of the same verified bytes, so that a second thread can run one view while
+        this one runs the other (schedule.overlap: the tight view on the worker, pipeline.py). Costs one
+        more copy of the packed weights and arena (about 9 MB RSS here); the outputs are the same bits."""
+        if self.has_twin:
+            return
+        data = self.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise ModelError(f"liveness model {self.path.name} changed on disk since it was loaded: restart the "
+                             f"daemon (or reload) so that model and manifest are checked again")
+        twin = TFLiteModel(self.path, num_threads=self.model.num_threads, name=self.name, data=data)
+        self._feeds.append(_Feed(twin, np.zeros(self._want, self._spec.dtype), np.zeros(self._want[1:], np.float32)))
 
     def predict(self, crop_bgr: np.ndarray) -> float:
         if self.views != 1:
@@ -154,29 +172,40 @@ class LivenessModel:
             raise ValueError(f"{self.name} needs the context crop too (align.context_crop, scale {self.context_scale})")
         return float(self._run(tight_bgr)[0]), float(self._run(context_bgr)[1])
 
-    def _run(self, crop_bgr: np.ndarray) -> np.ndarray:
-        """The model's dequantised output values for one crop."""
+    def view_logit(self, view: int, crop_bgr: np.ndarray, twin: bool = False) -> float:
+        """A two-view model's logit ``view`` (0 tight, 1 context) on its crop; ``twin``: on the second
+        interpreter (``add_twin``), for another thread. One interpreter never runs on two threads at once."""
+        if self.views != 2:
+            raise ValueError(f"{self.name} is a one-view model: call predict(crop)")
+        if twin and not self.has_twin:
+            raise ValueError(f"{self.name} has no twin interpreter: call add_twin() first")
+        return float(self._run(crop_bgr, 1 if twin else 0)[view])
+
+    def _run(self, crop_bgr: np.ndarray, feed: int = 0) -> np.ndarray:
+        """The model's dequantised output values for one crop, on interpreter ``feed``."""
         s = self.input_size
         if crop_bgr.shape != (s, s, 3) or crop_bgr.dtype != np.uint8:
             raise ValueError(f"liveness crop must be ({s}, {s}, 3) uint8, got {crop_bgr.shape} {crop_bgr.dtype}")
         src = crop_bgr[:, :, ::-1] if self._swap else crop_bgr
-        x = self._x[0]
+        fd = self._feeds[feed]
+        x = fd.x[0]
         spec = self._spec
         if self._shift_only:
             # q = pixel - 128: uint8 arithmetic wraps modulo 256, which read as int8 is exactly
             # pixel - 128 (0 -> -128, 255 -> 127), written straight into the input buffer
             np.subtract(src, 128, out=x, casting="unsafe")
         elif spec.quantized:
-            np.multiply(src, self._q_scale, out=self._f, casting="unsafe")
-            self._f += self._q_zero
-            np.rint(self._f, out=self._f)
+            f = fd.f
+            np.multiply(src, self._q_scale, out=f, casting="unsafe")
+            f += self._q_zero
+            np.rint(f, out=f)
             info = np.iinfo(spec.dtype)
-            np.clip(self._f, info.min, info.max, out=self._f)
-            x[...] = self._f
+            np.clip(f, info.min, info.max, out=f)
+            x[...] = f
         else:
             x[...] = src
-        m = self.model
-        m.set_input_raw(self._x)
+        m = fd.model
+        m.set_input_raw(fd.x)
         m.invoke()
         raw = m.output_raw(0).reshape(-1)
         o = self._out
@@ -187,6 +216,15 @@ class LivenessModel:
         d.update({"name": self.name, "sha256": self.sha256, "threshold": self.threshold, "crop_size": self.crop_size,
                   "crop_margin": self.crop_margin, "views": self.views, "context_scale": self.context_scale})
         return d
+
+
+@dataclass(frozen=True)
+class _Feed:
+    """One interpreter of the model and its input buffers (quantised input, float scratch)."""
+
+    model: TFLiteModel
+    x: np.ndarray
+    f: np.ndarray
 
 
 def p_live_of(view_logits: tuple[float, float]) -> float:

@@ -148,10 +148,12 @@ class TFLiteModel:
     """
 
     def __init__(self, path: str | Path, num_threads: int = 1, name: str | None = None, prefer_runtime: str | None = None,
-                 fix: str = FETCH_FIX):
+                 fix: str = FETCH_FIX, data: bytes | None = None):
+        """``data``: the file's bytes, already read and checked by the caller (a second interpreter of a
+        model whose digest was verified: the file is then not read again)."""
         self.path = Path(path)
         self.name = name or self.path.stem
-        data = check_tflite_file(self.path, fix)
+        data = check_tflite_file(self.path, fix) if data is None else data
         self.size_bytes = len(data)
         self.interpreter, self.runtime = make_interpreter(data, num_threads, prefer_runtime, self.path)
         self.num_threads = num_threads
