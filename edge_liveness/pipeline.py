@@ -117,6 +117,8 @@ def load_models(settings: Settings, blink: bool = True) -> Models:
     on any problem. ``blink=False`` skips the blink model (signals only, for training one)."""
     liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
     liveness = LivenessModel(liveness_path, num_threads=settings.models.num_threads)
+    if settings.schedule.overlap and liveness.views == 2:
+        liveness.add_twin()  # the overlap worker's interpreter (Pipeline.lend_worker), checked here, not mid-loop
     texture = MiniFASNetPair(num_threads=settings.models.num_threads) if settings.models.texture else None
     fusion = None
     if texture is not None and settings.decision.fusion == "learned" and liveness.views == 2:
