@@ -117,7 +117,7 @@ def load_models(settings: Settings, blink: bool = True) -> Models:
     on any problem. ``blink=False`` skips the blink model (signals only, for training one)."""
     liveness_path = Path(settings.models.liveness) if settings.models.liveness else default_model_path()
     liveness = LivenessModel(liveness_path, num_threads=settings.models.num_threads)
-    if settings.schedule.overlap and liveness.views == 2:
+    if settings.schedule.overlap and settings.schedule.split_views and liveness.views == 2:
         liveness.add_twin()  # the overlap worker's interpreter (Pipeline.lend_worker), checked here, not mid-loop
     texture = MiniFASNetPair(num_threads=settings.models.num_threads) if settings.models.texture else None
     fusion = None
@@ -220,9 +220,9 @@ class Pipeline:
     def lend_worker(self, worker: Executor | None) -> None:
         """schedule.overlap's worker (overlap.py), or None once it is gone. A frame that carries the passive
         models is then split about evenly: the worker runs a two-view model's tight view (on a second
-        interpreter, ``LivenessModel.add_twin``) or else the pair's first model, after the next frame's face."""
+        interpreter, ``LivenessModel.add_twin``; schedule.split_views) or else the pair's first model."""
         self._helper = worker
-        self._split_views = worker is not None and self.models.liveness.views == 2
+        self._split_views = worker is not None and self.settings.schedule.split_views and self.models.liveness.views == 2
         if self._split_views:
             self.models.liveness.add_twin()
 

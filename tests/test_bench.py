@@ -90,11 +90,13 @@ def test_bench_smoke_report(tmp_path, capsys, face_models, liveness_model):
     # the headline: attempt frames before (every model on every frame) and after (scheduled, overlapped as the
     # config runs it), same frames, same run; the one-thread scheduled path beside them
     att = res["attempts"]
-    assert set(att["variants"]) == {"every_frame", "scheduled", "scheduled_overlap"}
+    # (and overlapped with the worker's share before schedule.split_views, the texture pair's first model)
+    assert set(att["variants"]) == {"every_frame", "scheduled", "scheduled_overlap", "scheduled_overlap_pair"}
     assert att["headline"]["variant"] == att["headline"]["scheduled_variant"] == "scheduled_overlap"
     ev, sc, ov = att["variants"]["every_frame"], att["variants"]["scheduled"], att["variants"]["scheduled_overlap"]
-    assert ev["attempt_frames"] == sc["attempt_frames"] == ov["attempt_frames"] == p["attempt_frames"] >= 1
-    assert all(_number_ok(v["fps_during_attempts"]) and v["fps_during_attempts"] > 0 for v in (ev, sc, ov))
+    op = att["variants"]["scheduled_overlap_pair"]
+    assert ev["attempt_frames"] == sc["attempt_frames"] == ov["attempt_frames"] == op["attempt_frames"] == p["attempt_frames"] >= 1
+    assert all(_number_ok(v["fps_during_attempts"]) and v["fps_during_attempts"] > 0 for v in (ev, sc, ov, op))
     assert att["headline"]["fps_during_attempts_scheduled"] == ov["fps_during_attempts"]
     assert att["same_decisions"] is True
     assert ev["stages"]["classify"]["ran_on"] == ev["attempt_frames"] >= sc["stages"]["classify"]["ran_on"]
@@ -159,7 +161,8 @@ def test_bench_smoke_run_as_test_sh_runs_it_judges_no_targets(tmp_path, capsys, 
     assert rc == 0, err
     assert res["targets"] == [] and "MISSED" not in err and "targets not checked (--no-targets)" in err
     # --parallel: both paths also with models due on one frame side by side in two threads
-    assert set(res["attempts"]["variants"]) == {"every_frame", "scheduled", "scheduled_overlap", "every_frame_parallel", "scheduled_parallel"}
+    assert set(res["attempts"]["variants"]) == {"every_frame", "scheduled", "scheduled_overlap", "scheduled_overlap_pair",
+                                                "every_frame_parallel", "scheduled_parallel"}
     assert "--no-targets" in (Path(__file__).resolve().parent.parent / "scripts" / "test.sh").read_text()
 
 

@@ -148,17 +148,20 @@ def test_the_worker_runs_the_tight_view_and_the_caller_the_context_view_and_the_
     assert models.liveness.has_twin
 
 
-def test_with_a_one_view_model_the_worker_runs_the_pairs_first_model(face_models):
-    """A one-view model has one invoke to share: the worker takes the first MiniFASNet instead, and the
-    results still match the one-thread path."""
+@pytest.mark.parametrize("case", ["one-view model", "split_views off"])
+def test_without_split_views_the_worker_runs_the_pairs_first_model(face_models, case):
+    """A one-view model has one invoke to share, and `schedule.split_views = false` keeps the second
+    interpreter out of memory: the worker takes the first MiniFASNet instead, no twin is loaded, and
+    the results still match the one-thread path."""
     import threading
 
     from edge_liveness.liveness.model import bundled_model_path
 
-    one_view = {"liveness": str(bundled_model_path("liveness_mnv2_int8.tflite"))}
-    models = load_models(load_settings(None, models=one_view))
-    if models.texture is None or models.liveness.views != 1:
-        pytest.skip("the texture pair is off, or the one-view model is not one-view")
+    over = ({"models": {"liveness": str(bundled_model_path("liveness_mnv2_int8.tflite"))}} if case == "one-view model"
+            else {"schedule": {"split_views": False}})
+    models = load_models(load_settings(None, **over))
+    if models.texture is None:
+        pytest.skip("the texture pair is off in the default settings")
     frames = _frames(60)
     first, second = [], []
     _spy(models.texture.models[0], "p_real", first)
@@ -167,7 +170,8 @@ def test_with_a_one_view_model_the_worker_runs_the_pairs_first_model(face_models
     def run(overlap: bool) -> list:
         from edge_liveness.pipeline import Pipeline
 
-        runner = FrameRunner(Pipeline(load_settings(None, models=one_view, schedule={"overlap": overlap}), models))
+        sched = {**over.get("schedule", {}), "overlap": overlap}
+        runner = FrameRunner(Pipeline(load_settings(None, **{**over, "schedule": sched}), models))
         out = [r for f in frames for r in runner.push(f)] + runner.flush()
         runner.close()
         return out

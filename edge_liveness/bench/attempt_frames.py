@@ -52,7 +52,9 @@ def variants(parallel: bool) -> dict[str, dict[str, Any]]:
     if parallel:
         out[EVERY_FRAME + "_parallel"] = {"every_frame": True, "parallel": True, "overlap": False, "eyes_per_run": 2}
         out[SCHEDULED + "_parallel"] = {"every_frame": False, "parallel": True, "overlap": False}
-    out[SCHEDULED + "_overlap"] = {"every_frame": False, "parallel": False, "overlap": True}
+    out[SCHEDULED + "_overlap"] = {"every_frame": False, "parallel": False, "overlap": True, "split_views": True}
+    # the worker's share before schedule.split_views: the texture pair's first model
+    out[SCHEDULED + "_overlap_pair"] = {"every_frame": False, "parallel": False, "overlap": True, "split_views": False}
     return out
 
 
@@ -62,7 +64,9 @@ def main_variant(schedule) -> str:
         return EVERY_FRAME + ("_parallel" if schedule.parallel else "")
     if schedule.parallel:
         return SCHEDULED + "_parallel"
-    return SCHEDULED + ("_overlap" if schedule.overlap else "")
+    if schedule.overlap:
+        return SCHEDULED + ("_overlap" if schedule.split_views else "_overlap_pair")
+    return SCHEDULED
 
 
 class ReferenceTimer:
@@ -226,10 +230,10 @@ def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str, measured: di
         whole = body["stages"]["frame"]["ms_per_attempt_frame"] or staged
         pi = {k: _r(x * ratio, 2) for k, x in st.items()}
         pi_frame = whole * ratio  # the whole frame: the stages plus the loop's glue between them
-        if v.endswith("_overlap") and SCHEDULED in cmp_["variants"]:
+        if "_overlap" in v and SCHEDULED in cmp_["variants"]:
             seq = cmp_["variants"][SCHEDULED]["stages"]
-            halves = overlap_halves({k: x["ms_per_attempt_frame"] for k, x in seq.items()}, seq["frame"]["ms_per_attempt_frame"] or 0.0,
-                                    cmp_.get("overlap_worker_shares"))
+            shares = worker_shares(1) if v.endswith("_pair") else cmp_.get("overlap_worker_shares")
+            halves = overlap_halves({k: x["ms_per_attempt_frame"] for k, x in seq.items()}, seq["frame"]["ms_per_attempt_frame"] or 0.0, shares)
             pi_frame = max(halves) * ratio
         out["variants"][v] = {"x86_ms_per_attempt_frame": _r(whole), "pi4_ms_per_stage": pi,
                               "pi4_ms_per_attempt_frame": _r(pi_frame, 1), "pi4_fps_during_attempts": _r(1e3 / pi_frame, 1) if pi_frame else None,

@@ -166,6 +166,7 @@ class ScheduleConfig(Section):
     every_frame: bool = Field(False, description="true: every model on every frame an attempt can use it (the path before scheduling, for comparison)")
     parallel: bool = Field(False, description="true: models due on the same frame run side by side in threads instead of on separate frames")
     overlap: bool = Field(True, description="true: the next frame's face (detector, mesh, pose) is found on a second thread while this frame's models and decision run: the same results, each one frame later, attempt frames ~1.4x faster on 2 cores (docs/decision.md#scheduling); false: one thread, one frame at a time")
+    split_views: bool = Field(True, description="with overlap: a two-view model's tight view runs on the second thread (a second interpreter of the model: one more copy of it in memory) while this thread runs its context view and the texture pair, which splits a scored frame about evenly; false: the second thread takes the pair's first model instead (docs/decision.md#scheduling)")
 
 
 class MqttConfig(Section):
