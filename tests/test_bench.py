@@ -177,3 +177,46 @@ def test_the_overlap_projection_gives_the_worker_its_share_of_the_judge_stages()
     assert overlap_halves(stages, 5.5) == (worker, caller)  # the default is the two-view split
     worker, caller = overlap_halves(stages, 5.5, worker_shares(1))
     assert worker == pytest.approx(2.1 + 0.4) and caller == pytest.approx(5.5 - 2.5)
+
+
+def test_overlap_split_benchmark_compares_both_worker_shares_with_the_same_scores(tmp_path, face_models):
+    """benchmarks/overlap_split.py: whole passes of the overlapped loop with the worker taking the tight view
+    and taking the pair's first model, on a real source; every score must be the same bits either way."""
+    import subprocess
+    import sys
+
+    src = shared_file("liveness", "nuaa", "live", "0001")
+    out = tmp_path / "split.json"
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "overlap_split.py"), str(src), "--passes", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(out.read_text())["sources"][0]
+    assert row["frames"] == 40 and row["attempt_frames"] >= 10 and row["same_scores"] is True
+    for k in ("tight_view", "pair_first"):
+        assert _number_ok(row[k]["fps_median_pass"]) and row[k]["fps_median_pass"] > 0
+        assert _number_ok(row[k]["fps_during_attempts_median_pass"])
+    bad = subprocess.run([sys.executable, str(repo / "benchmarks" / "overlap_split.py"), str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=120, cwd=repo)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "not found" in bad.stderr
+
+
+def test_the_committed_speedup_runs_summary_is_what_its_runs_give(tmp_path):
+    """benchmarks/results/bench_speedup_runs.json (the README's seed speed-up range) recomputed from the
+    committed bench runs it names must come out the same."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    committed = json.loads((repo / "benchmarks" / "results" / "bench_speedup_runs.json").read_text())
+    paths = committed["command"].split()[2:]
+    out = tmp_path / "runs.json"
+    proc = subprocess.run([sys.executable, "benchmarks/speedup_runs.py", *paths, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(out.read_text())
+    assert again["summary"] == committed["summary"] and again["runs"] == committed["runs"]
+    assert all(s["runs"] >= 3 for s in committed["summary"].values())
+    empty = subprocess.run([sys.executable, "benchmarks/speedup_runs.py", str(tmp_path)], capture_output=True, text=True,
+                           timeout=60, cwd=repo)
+    assert empty.returncode == 2 and "no bench JSON" in empty.stderr
