@@ -199,7 +199,7 @@ class Pipeline:
         ``ms``: this thread's time, its crop and model and the wait for the other."""
         clock = time.perf_counter
         t, lv, anchors = clock(), self.models.liveness, lm.anchors()
-        tight = self._helper.submit(self._tight_logit, frame.image, anchors)
+        tight = self._helper.submit(self._tight_logit, frame, anchors)
         context = context_crop(frame.image, anchors, lv.context_size, lv.context_scale)
         t1 = clock()
         ctx = lv.view_logit(1, context.image)
@@ -213,8 +213,8 @@ class Pipeline:
 
         return collect
 
-    def _tight_logit(self, image, anchors: FaceAnchors) -> float:
-        crop = align_crop(image, anchors, self.crop_size, self.crop_margin)
+    def _tight_logit(self, frame: Frame, anchors: FaceAnchors) -> float:
+        crop = align_crop(frame.image, anchors, self.crop_size, self.crop_margin)
         return self.models.liveness.view_logit(0, crop.image, twin=True)
 
     def lend_worker(self, worker: Executor | None) -> None:
