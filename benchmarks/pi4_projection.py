@@ -81,11 +81,11 @@ def project(bench: dict, fallback) -> dict:
     if "scheduled_overlap" in att["variants"]:
         # schedule.overlap: the face half of the next frame beside the rest of this one, from the one-thread
         # scheduled path's halves; bounded by how a Pi 4's cores split between the halves
-        from edge_liveness.bench.attempt_frames import overlap_halves
+        from edge_liveness.bench.attempt_frames import PAIR_FIRST_SHARE, overlap_halves
 
         sc = out["variants"]["scheduled"]["x86_ms"]
         # a bench run from before the worker took the tight view: the worker took the pair's first model
-        find, judge = overlap_halves(sc, sc["frame"], att.get("overlap_worker_shares", {"texture": 0.5}))
+        find, judge = overlap_halves(sc, sc["frame"], att.get("overlap_worker_shares", PAIR_FIRST_SHARE))
         frame = max(find, judge)
         out["variants"]["scheduled_overlap"] = {
             "x86_ms": {"find": round(find, 3), "judge": round(judge, 3), "frame": round(frame, 3),

@@ -22,8 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = 20.0
 
 
+class RunError(ValueError):
+    """A bench file that cannot be read (message is one line)."""
+
+
 def one_run(path: Path) -> dict | None:
-    d = json.loads(path.read_text())
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: not a readable bench JSON ({type(e).__name__}): re-run `edge-liveness bench` or leave it out") from None
     sp = d.get("speedup") or {}
     if not sp.get("ratio"):
         return None
@@ -40,7 +47,11 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_speedup_runs.json"))
     args = ap.parse_args()
     files = [f for p in map(Path, args.paths) for f in (sorted(p.rglob("bench_*_t*.json")) if p.is_dir() else [p])]
-    runs = [r for r in (one_run(f) for f in files if f.is_file()) if r is not None]
+    try:
+        runs = [r for r in (one_run(f) for f in files if f.is_file()) if r is not None]
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not runs:
         print("error: no bench JSON with a seed speed-up among the paths: run `edge-liveness bench` without --no-baseline",
               file=sys.stderr)

@@ -177,6 +177,7 @@ def test_the_overlap_projection_gives_the_worker_its_share_of_the_judge_stages()
     assert overlap_halves(stages, 5.5) == (worker, caller)  # the default is the two-view split
     worker, caller = overlap_halves(stages, 5.5, worker_shares(1))
     assert worker == pytest.approx(2.1 + 0.4) and caller == pytest.approx(5.5 - 2.5)
+    assert worker_shares(2, split_views=False) == worker_shares(1)  # schedule.split_views off: the pair's share
 
 
 def test_overlap_split_benchmark_compares_both_worker_shares_with_the_same_scores(tmp_path, face_models):
@@ -220,3 +221,7 @@ def test_the_committed_speedup_runs_summary_is_what_its_runs_give(tmp_path):
     empty = subprocess.run([sys.executable, "benchmarks/speedup_runs.py", str(tmp_path)], capture_output=True, text=True,
                            timeout=60, cwd=repo)
     assert empty.returncode == 2 and "no bench JSON" in empty.stderr
+    (tmp_path / "bench_x_t1.json").write_text("{not json")
+    bad = subprocess.run([sys.executable, "benchmarks/speedup_runs.py", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, cwd=repo)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "bench_x_t1.json" in bad.stderr

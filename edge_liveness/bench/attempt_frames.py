@@ -201,11 +201,15 @@ def compare(res_variants: dict[str, dict[str, Any]], main: str, schedule) -> dic
 FIND_STAGES = ("detect", "landmarks", "pose")  # Pipeline.find: the half schedule.overlap runs on the worker thread
 
 
-def worker_shares(views: int) -> dict[str, float]:
-    """The share of each judge stage the worker takes (Pipeline.lend_worker): with a two-view model its
-    tight view, half the model's two invokes and half its two crops; with a one-view model the texture
-    pair's first model (the pair's two 80 px models cost about the same)."""
-    return {"classify": 0.5, "crop": 0.5} if views == 2 else {"texture": 0.5}
+# the worker's share when it runs the texture pair's first model (a one-view model, or schedule.split_views
+# off): the pair's two 80 px models cost about the same
+PAIR_FIRST_SHARE = {"texture": 0.5}
+
+
+def worker_shares(views: int, split_views: bool = True) -> dict[str, float]:
+    """The share of each judge stage the worker takes (Pipeline.lend_worker): a two-view model's tight view
+    (half the model's two invokes and half its two crops), or else the pair's first model."""
+    return {"classify": 0.5, "crop": 0.5} if views == 2 and split_views else dict(PAIR_FIRST_SHARE)
 
 
 def overlap_halves(stages: dict[str, float | None], whole: float, shares: dict[str, float] | None = None) -> tuple[float, float]:
@@ -232,7 +236,7 @@ def pi4_projection(cmp_: dict[str, Any], ratio: float, source: str, measured: di
         pi_frame = whole * ratio  # the whole frame: the stages plus the loop's glue between them
         if "_overlap" in v and SCHEDULED in cmp_["variants"]:
             seq = cmp_["variants"][SCHEDULED]["stages"]
-            shares = worker_shares(1) if v.endswith("_pair") else cmp_.get("overlap_worker_shares")
+            shares = PAIR_FIRST_SHARE if v.endswith("_pair") else cmp_.get("overlap_worker_shares")
             halves = overlap_halves({k: x["ms_per_attempt_frame"] for k, x in seq.items()}, seq["frame"]["ms_per_attempt_frame"] or 0.0, shares)
             pi_frame = max(halves) * ratio
         out["variants"][v] = {"x86_ms_per_attempt_frame": _r(whole), "pi4_ms_per_stage": pi,

@@ -121,9 +121,8 @@ class LivenessModel:
                              f"{[list(o.shape) for o in self.model.outputs]}")
         self._spec = spec
         self._out = self.model.outputs[0]
-        self._want = want
         # one interpreter and its preallocated input per thread that runs the model (add_twin)
-        self._feeds = [_Feed(self.model, np.zeros(want, spec.dtype), np.zeros(want[1:], np.float32))]
+        self._feeds = [self._feed(self.model)]
         if spec.quantized:
             self._q_scale, self._q_zero = 1.0 / spec.scale, float(spec.zero_point)
             # the usual case (Rescaling inside the model): scale 1.0, zero -128 -> just shift bytes
@@ -142,15 +141,19 @@ class LivenessModel:
     def add_twin(self) -> None:
         """A second interpreter of the same verified bytes, so that a second thread can run one view while
         this one runs the other (schedule.overlap: the tight view on the worker, pipeline.py). Costs one
-        more copy of the packed weights and arena (about 9 MB RSS here); the outputs are the same bits."""
+        more copy of the packed weights and arena (about 6.5 MB here: benchmarks/README.md, "Overlap"); the
+        outputs are the same bits."""
         if self.has_twin:
             return
         data = self.path.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.sha256:
             raise ModelError(f"liveness model {self.path.name} changed on disk since it was loaded: restart the "
                              f"daemon (or reload) so that model and manifest are checked again")
-        twin = TFLiteModel(self.path, num_threads=self.model.num_threads, name=self.name, data=data)
-        self._feeds.append(_Feed(twin, np.zeros(self._want, self._spec.dtype), np.zeros(self._want[1:], np.float32)))
+        self._feeds.append(self._feed(TFLiteModel(self.path, num_threads=self.model.num_threads, name=self.name, data=data)))
+
+    def _feed(self, model: TFLiteModel) -> "_Feed":
+        shape = (1, self.input_size, self.input_size, 3)
+        return _Feed(model, np.zeros(shape, self._spec.dtype), np.zeros(shape[1:], np.float32))
 
     def predict(self, crop_bgr: np.ndarray) -> float:
         if self.views != 1:
