@@ -95,3 +95,20 @@ def test_the_neutral_pose_median_is_numpys_bit_for_bit():
     for n in range(1, 80):
         for vals in (rng.normal(0, 20, n), np.round(rng.normal(0, 20, n), 1)):  # the second with ties
             assert median(vals.tolist()) == float(np.median(vals.tolist()))
+
+
+def test_the_neutral_window_keeps_its_median_as_it_slides():
+    # _Axis keeps its window's values sorted as they come and go (base() runs on every frame): the
+    # base must stay numpy's median of exactly the values in the 3 s window, ties and expiry included
+    from edge_liveness.vision.headpose import NEUTRAL_WINDOW_S, _Axis
+
+    rng = np.random.default_rng(2)
+    axis = _Axis(deg=1e9, window_s=1.0)  # never away: every value joins the neutral window
+    ts, window = 0.0, []
+    for k in range(400):
+        v = float(np.round(rng.normal(0, 5), 1))  # rounded: many ties
+        ts += float(rng.choice([1 / 30, 1 / 15, 0.5]))  # frame gaps, and gaps that empty half the window
+        axis.update(ts, v)
+        window = [(t, x) for t, x in window + [(ts, v)] if t >= ts - NEUTRAL_WINDOW_S]
+        want = float(np.median([x for _, x in window])) if len(window) >= 3 else None
+        assert axis.base() == want, k

@@ -1,6 +1,7 @@
 import dataclasses
 
 import cv2
+import numpy as np
 
 from conftest import shared_file
 from edge_liveness.vision.landmarks import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, Landmarker
@@ -62,3 +63,16 @@ def test_multiple_face_policy(face_models):
     s.detection.multiple_faces = "largest"
     v = FaceFinder.from_settings(s).process(img)
     assert not v.reject_multiple and v.face.area == max(f.area for f in v.faces)
+
+
+def test_the_unit_scale_table_gives_the_multiplys_values_exactly():
+    # Landmarker feeds the mesh through cv2.LUT: every pixel value, and a whole crop, as numpy's multiply
+    from edge_liveness.vision.landmarks import _UNIT_SCALE
+
+    rgb = np.random.default_rng(3).integers(0, 256, (192, 192, 3), dtype=np.uint8)
+    want = np.empty(rgb.shape, np.float32)
+    np.multiply(rgb, 1.0 / 255.0, out=want, casting="unsafe")
+    got = np.zeros((1, *rgb.shape), np.float32)
+    cv2.LUT(rgb, _UNIT_SCALE, dst=got[0])
+    assert np.array_equal(got[0], want)
+    assert np.array_equal(_UNIT_SCALE, (np.arange(256) / 255.0).astype(np.float32))
