@@ -154,30 +154,3 @@ def test_inside_share_is_the_part_of_a_crop_that_shows_the_frame():
     # the same face at the frame's left edge: about half its tight crop runs off the frame
     edge = FaceAnchors(left_eye=(30.0, 220.0), right_eye=(-30.0, 220.0), mouth=(0.0, 290.0))
     assert align_crop(frame, edge, 64, 0.25).inside_share(frame.shape) == pytest.approx(0.5, abs=0.07)
-
-
-def test_warp_takes_the_constant_border_path_only_where_it_gives_the_same_bits(shared_data):
-    # align.warp swaps BORDER_REPLICATE for OpenCV's much faster constant-border path when every sample
-    # of the crop lies inside the frame: on real frames, at every crop size the pipeline cuts (eye 64,
-    # liveness 128, mesh 192) and at any angle and scale, the crop must be the replicate crop bit for bit
-    from edge_liveness.vision.align import _samples_inside, warp
-
-    img = cv2.imread(str(shared_file("faces", "face_recognition_examples", "obama.jpg")))
-    h, w = img.shape[:2]
-    rng = np.random.default_rng(5)
-    inside = off = 0
-    for _ in range(400):
-        size = int(rng.choice([64, 128, 192]))
-        angle, k = rng.uniform(-0.6, 0.6), rng.uniform(0.2, 3.0)  # frame pixels per crop pixel
-        inv = np.array([[k * np.cos(angle), -k * np.sin(angle), 0.0], [k * np.sin(angle), k * np.cos(angle), 0.0]])
-        centre = np.array([rng.uniform(-50, w + 50), rng.uniform(-50, h + 50)])
-        inv[:, 2] = centre - inv[:, :2] @ np.full(2, (size - 1) / 2)
-        m = cv2.invertAffineTransform(inv)
-        want = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        got = warp(img, m, inv, size, cv2.BORDER_REPLICATE, np.zeros((size, size, 3), np.uint8))
-        assert np.array_equal(got, want)
-        if _samples_inside(inv, size, w, h):
-            inside += 1
-        else:
-            off += 1  # the replicate path itself: a crop running off the frame keeps its border mode
-    assert inside > 50 and off > 50  # both paths taken

@@ -134,36 +134,13 @@ def align_crop(image: np.ndarray, anchors: FaceAnchors, size: int, margin: float
     if margin < 0:
         raise ValueError(f"crop margin must be >= 0, got {margin}")
     matrix, inverse, side = crop_matrices(anchors, size, margin)
-    img = warp(image, matrix, inverse, size, border, out)
+    kw = {}
+    if out is not None:
+        kw["dst"] = out
+    img = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, **kw)
     if img.ndim == 2 and image.ndim == 3:
         img = img[:, :, None]
     return AlignedCrop(img, matrix, inverse, side)
-
-
-def warp(image: np.ndarray, matrix: np.ndarray, inverse: np.ndarray, size: int, border: int,
-         out: np.ndarray | None = None) -> np.ndarray:
-    """``cv2.warpAffine`` (bilinear) of the frame into a ``size`` x ``size`` crop; ``inverse`` maps crop pixels to the frame.
-
-    OpenCV 5's constant-border path is 5-15x faster than its replicate path (0.12 vs 0.02 ms for the
-    mesh's 192 px crop here), and a crop whose every sample lies inside the frame never reads the
-    border: any border mode gives the same bits there (tests/test_align.py). So such a crop takes the
-    constant path, and only a crop that runs off the frame pays for ``border``.
-    """
-    h, w = image.shape[:2]
-    if border != cv2.BORDER_CONSTANT and _samples_inside(inverse, size, w, h):
-        border = cv2.BORDER_CONSTANT
-    kw = {} if out is None else {"dst": out}
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=border, **kw)
-
-
-def _samples_inside(inverse: np.ndarray, size: int, w: int, h: int) -> bool:
-    """Every bilinear sample of the crop inside the frame, with a pixel to spare (OpenCV's fixed-point
-    positions move a sample by up to 1/32 px). The crop's footprint is a parallelogram: its corners decide."""
-    (a, b, c), (d, e, f) = inverse.tolist()
-    n = size - 1
-    xs = (c, a * n + c, b * n + c, (a + b) * n + c)
-    ys = (f, d * n + f, e * n + f, (d + e) * n + f)
-    return min(xs) >= 1.0 and max(xs) <= w - 2.0 and min(ys) >= 1.0 and max(ys) <= h - 2.0
 
 
 DEFAULT_CONTEXT_SCALE = 2.7

@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_liveness.vision.align import warp
 from edge_liveness.vision.runtime import ModelError, TFLiteModel
 
 log = logging.getLogger("edge_liveness.eyes")
@@ -163,7 +162,8 @@ class EyeRefiner:
         inv[:, 2] = centre + k * (0.5 - half) * (ex + ey)
         m = self._matrix
         cv2.invertAffineTransform(inv, m)
-        warp(frame_bgr, m, inv, INPUT_SIZE, cv2.BORDER_REPLICATE, self._crop)
+        cv2.warpAffine(frame_bgr, m, (INPUT_SIZE, INPUT_SIZE), dst=self._crop, flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
         # cvtColor into a contiguous buffer, then scale: a negative-stride [..., ::-1] view costs ~8x more
         cv2.cvtColor(self._crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
         row = self._input[slot]
