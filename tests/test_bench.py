@@ -73,6 +73,9 @@ def test_bench_smoke_report(tmp_path, capsys, face_models, liveness_model):
     p = res["pipeline"]
     for k in ("fps", "cpu_ms_per_frame", "fps_from_cpu_time"):
         assert _number_ok(p[k]) and p[k] > 0, k
+    # the pipeline's figures from the configured loop alone (as the daemon runs it), the lockstep pass listed beside
+    assert len(p["fps_all_passes"]) == len(p["fps_lockstep_passes"]) == 1 and p["fps"] == p["fps_all_passes"][0]
+    assert all(_number_ok(f) and f > 0 for f in p["fps_lockstep_passes"])
     assert res["publish"]["submit"]["runs"] == 10 and _number_ok(res["publish"]["submit"]["p50_ms"])
     # the device process: measured in a subprocess that never loaded TensorFlow
     st = res["startup"]

@@ -63,7 +63,8 @@ def markdown(res: dict[str, Any]) -> str:
     L += ["", "detect runs only when tracking does not hold (a new face, tracking lost, or every "
           "`detection.redetect_frames`); crop/classify run only while an attempt can use the score; publish runs per decision.", "",
           f"Whole frame (process + publish): p50 {fmt(p['frame']['p50_ms'])} ms, p95 {fmt(p['frame']['p95_ms'])} ms, "
-          f"**{fmt(p['fps'])} fps** (median of passes {p.get('fps_all_passes')}; from CPU time {fmt(p['fps_from_cpu_time'])} fps, "
+          f"**{fmt(p['fps'])} fps** (median of passes {p.get('fps_all_passes')}, the configured loop alone; in lockstep with the "
+          f"other variants {p.get('fps_lockstep_passes')}; from CPU time {fmt(p['fps_from_cpu_time'])} fps, "
           f"CPU share {fmt(p['cpu_share'])}); while classifying {fmt(p['fps_while_classifying'])} fps, every stage on every frame (sum of p50s) {fmt(p.get('worst_case_fps_from_p50'))} fps, without classify "
           f"{fmt(p['fps_without_classify'])} fps; CPU {fmt(p['cpu_ms_per_frame'])} ms per frame; glue outside the timed stages "
           f"{fmt(p['glue_ms_per_frame'])} ms per frame. Face on {p['face_frames']} frames, tracked {p['tracked_frames']}, "
