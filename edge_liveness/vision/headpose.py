@@ -70,14 +70,9 @@ def estimate_pose(landmarks, frame_shape: tuple[int, ...] | None = None) -> Pose
     return Pose(yaw, pitch, roll)
 
 
-def median(values: list[float]) -> float:
-    """``float(np.median(values))`` bit for bit ((a + b) / 2 of the middle pair), without numpy's per-call
-    cost."""
-    return middle(sorted(values))
-
-
 def middle(ordered: list[float]) -> float:
-    """The median of values already sorted."""
+    """The median of values already sorted: ``float(np.median(ordered))`` bit for bit ((a + b) / 2 of the
+    middle pair), without numpy's per-call cost (the neutral pose reads one on every frame)."""
     k = len(ordered) // 2
     return float(ordered[k]) if len(ordered) % 2 else (ordered[k - 1] + ordered[k]) / 2
 
