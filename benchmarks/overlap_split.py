@@ -68,8 +68,8 @@ def compare(path: Path, limit: int, passes: int) -> dict:
             walls[k].append(ms)
         if (p + 1) % max(1, passes // 4) == 0:
             _progress(f"  {path.name}: pass {p + 1}/{passes}")
-    # the push that finishes frame i is push i + 1 (the last frame's: the last push, with the flush)
-    att = [min(r.frame.index + 1, len(frames) - 1) for r in last["tight_view"] if r.attempt]
+    ahead = st["tight_view"].schedule.find_ahead  # the push that judges frame i is push i + find_ahead
+    att = [min(r.frame.index + ahead, len(frames) - 1) for r in last["tight_view"] if r.attempt]
     out = {"source": str(path.relative_to(DATA)) if path.is_relative_to(DATA) else str(path), "frames": len(frames),
            "attempt_frames": len(att), "passes": passes,
            "same_scores": [r.scores for r in last["tight_view"]] == [r.scores for r in last["pair_first"]]}

@@ -193,3 +193,24 @@ def test_gstreamer_pipeline_without_gstreamer_is_one_clear_line():
     src = open_source("nvarguscamerasrc ! video/x-raw(memory:NVMM) ! nvvidconv ! appsink", CameraConfig())
     with pytest.raises(CameraError, match="no GStreamer"):
         src.open()
+
+
+def test_frame_waiting_says_whether_the_camera_or_the_consumer_sets_the_pace(tmp_path):
+    """The daemon judges every held frame at once while no newer frame waits (overlap.py): a camera at
+    5 fps leaves nothing waiting right after a frame, a consumer slower than it finds the next one there.
+    Unthreaded (replay, tests) the next frame is read on demand: always "waiting"."""
+    for i in range(8):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((64, 64, 3), i, np.uint8))
+    cfg = CameraConfig(realtime=True, fps=5)
+    assert Camera(open_source(str(tmp_path), FAST), FAST, threaded=False).frame_waiting()
+    cam = Camera(open_source(str(tmp_path), cfg), cfg, threaded=True)
+    stop, right_after, after_a_slow_stage = threading.Event(), [], []
+    for f in cam.frames(stop):
+        if f is None:
+            continue
+        right_after.append(cam.frame_waiting())
+        time.sleep(0.3)  # slower than the camera's 0.2 s
+        after_a_slow_stage.append(cam.frame_waiting())
+        if len(right_after) == 3:
+            stop.set()
+    assert right_after == [False] * 3 and after_a_slow_stage == [True] * 3

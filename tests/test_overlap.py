@@ -8,6 +8,7 @@ because each half of the pipeline sees every frame in order and the same state e
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import pytest
 
@@ -40,8 +41,8 @@ def _same(a: float | None, b: float | None) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-def _run(overlap: bool, frames: list[Frame], models) -> list:
-    settings = load_settings(None, schedule={"overlap": overlap})
+def _run(overlap: bool, frames: list[Frame], models, ahead: int = 3) -> list:
+    settings = load_settings(None, schedule={"overlap": overlap, "find_ahead": ahead})
     from edge_liveness.pipeline import Pipeline
 
     runner = FrameRunner(Pipeline(settings, models))
@@ -73,14 +74,43 @@ def test_overlapped_frames_give_the_same_results(face_models):
     assert sum(r.scored for r in seq) > 10  # the passive model did score frames of the attempt
 
 
-def test_a_held_frame_comes_out_on_flush(face_models):
-    frames = _frames(3)
-    settings = load_settings(None, schedule={"overlap": True})
-    runner = FrameRunner(build_pipeline(settings))
-    assert runner.push(frames[0]) == []  # held until the next frame arrives
-    assert [r.frame.index for r in runner.push(frames[1])] == [0]
-    assert [r.frame.index for r in runner.flush()] == [1]
-    assert runner.flush() == []
+def test_held_frames_come_out_after_find_ahead_frames_and_on_flush(face_models):
+    """A push judges the frames more than schedule.find_ahead behind it; flush judges the rest, oldest first."""
+    frames = _frames(5)
+    runner = FrameRunner(build_pipeline(load_settings(None, schedule={"overlap": True, "find_ahead": 3})))
+    assert runner.ahead == 3
+    assert [runner.push(f) for f in frames[:3]] == [[], [], []] and runner.held == 3
+    assert [r.frame.index for r in runner.push(frames[3])] == [0]
+    assert [r.frame.index for r in runner.push(frames[4])] == [1]
+    assert [r.frame.index for r in runner.flush(1)] == [2]
+    assert [r.frame.index for r in runner.flush()] == [3, 4]
+    assert runner.flush() == [] and runner.held == 0
+    runner.close()
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 6])
+def test_any_find_ahead_gives_the_one_thread_results(face_models, ahead):
+    """However far the faces are found ahead, each half sees every frame in order: the same scores,
+    observations and decisions as one frame at a time."""
+    frames = _frames(90)
+    models = load_models(load_settings(None))
+    seq, ahd = _run(False, frames, models), _run(True, frames, models, ahead)
+    assert [r.frame.index for r in ahd] == list(range(len(frames)))
+    assert [r.scores for r in seq] == [r.scores for r in ahd] and any(r.scores for r in ahd)
+    assert [(r.obs.yaw, r.obs.motions, r.obs.blink) for r in seq] == [(r.obs.yaw, r.obs.motions, r.obs.blink) for r in ahd]
+    assert [[o.kind for o in r.outputs] for r in seq] == [[o.kind for o in r.outputs] for r in ahd]
+
+
+def test_drop_leaves_no_find_running(face_models):
+    """A reload drops the held frames: the queued finds are cancelled, the running one finishes, and the
+    pipeline's finder is idle when drop returns (the new runner may reset it)."""
+    frames = _frames(8)
+    runner = FrameRunner(build_pipeline(load_settings(None, schedule={"overlap": True, "find_ahead": 8})))
+    for f in frames:
+        assert runner.push(f) == []
+    runner.drop()
+    assert runner.held == 0 and runner.flush() == []
+    assert runner._worker._finds == deque() and not runner._worker._lent
     runner.close()
 
 

@@ -108,12 +108,20 @@ def run_lockstep(settings: dict[str, Any], models, frames: list, publisher=None,
     out: dict[str, tuple[list[FrameRecord], list[dict]]] = {k: ([], []) for k in runners}
     pc, cpu = time.perf_counter, time.process_time
 
+    carry = {k: [0.0, 0.0] for k in runners}  # wall, CPU ms of this runner's steps that finished no frame
+
     def timed(k: str, step) -> None:
-        # an overlapped runner's step returns the frame before (schedule.overlap): its record is that
-        # frame's, timed as the step that finished it
+        # an overlapped runner's step finishes earlier frames (schedule.find_ahead): each record is the
+        # time from the end of the one before, so a step that finished none counts towards the next
+        # and a flush that finishes several splits between them; the records add up to every step
         records, outputs = out[k]
-        c0, t0 = cpu(), pc()
-        for r in step():
+        c0, t0 = cpu() - carry[k][1] / 1e3, pc() - carry[k][0] / 1e3
+        results = step()
+        if not results:
+            carry[k] = [(pc() - t0) * 1e3, (cpu() - c0) * 1e3]
+            return
+        carry[k] = [0.0, 0.0]
+        for r in results:
             pub = []
             for o in r.outputs:
                 t = pc()
@@ -123,12 +131,18 @@ def run_lockstep(settings: dict[str, Any], models, frames: list, publisher=None,
                 outputs.append({"frame": r.frame.index, "t": round(r.frame.ts, 3), "kind": o.kind, **_brief(o)})
             records.append(FrameRecord(dict(r.ms), bool(r.tracked), r.obs.n_faces > 0, (pc() - t0) * 1e3,
                                        (cpu() - c0) * 1e3, pub, bool(r.attempt)))
+            c0, t0 = cpu(), pc()
 
+    # in lockstep an overlapped runner's finds must not run on while another runner's frame is timed: each
+    # step waits for them (the worker then runs one frame ahead, as before schedule.find_ahead); alone, the
+    # runner's worker runs ahead as in the daemon
+    settle = len(runners) > 1
     for f in frames:
         for k, runner in runners.items():
-            timed(k, lambda: runner.push(f))
+            timed(k, (lambda: runner.push(f) + runner.settle()) if settle else (lambda: runner.push(f)))
     for k, runner in runners.items():
-        timed(k, runner.flush)
+        while runner.held:
+            timed(k, lambda: runner.flush(1))
         runner.close()
         runner.pipeline.close()
     return out

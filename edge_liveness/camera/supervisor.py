@@ -121,6 +121,14 @@ class Camera:
             self._index += 1
             yield frame
 
+    def frame_waiting(self) -> bool:
+        """A newer frame is already here (threaded: the capture thread delivered one the caller has not
+        taken). Unthreaded, the next frame is read when asked, as fast as the caller asks: True."""
+        if not self.threaded:
+            return True
+        with self._cond:
+            return self._latest is not None
+
     def frames(self, stop: threading.Event, poll_s: float = 0.25) -> Iterator[Frame | None]:
         """Yield frames; in threaded mode also None every ``poll_s`` without one (housekeeping time).
 

@@ -173,8 +173,10 @@ class Daemon:
                             self._report(now)
                             last_status = now
                         continue
-                    # schedule.overlap: the result may be the frame before this one (overlap.py)
-                    for result in self._runner().push(frame):
+                    # schedule.overlap: the results are of earlier frames (overlap.py); while no newer
+                    # frame waits the camera sets the pace, and every held frame is judged now
+                    runner = self._runner()
+                    for result in runner.push(frame) + ([] if self.camera.frame_waiting() else runner.flush()):
                         self._handle(result, now)
                     if not ready and self.frames:
                         self.notifier.ready()
