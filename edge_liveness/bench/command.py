@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="TOML config (default /etc/edge-liveness/edge-liveness.toml when it exists)")
     p.add_argument("--model", help="liveness .tflite (int8) to bench instead of models.liveness / the shipped one")
     p.add_argument("--float-model", help="float32 liveness .tflite to compare (default: a *float32* sibling of the int8 model)")
-    p.add_argument("--repeat", type=int, default=3, help="timed passes over the frames; the median pass is reported (default 3)")
+    p.add_argument("--repeat", type=int, default=3, help="timed passes over the frames, the pipeline's and the seed baseline's each way; the median pass is reported (default 3)")
     p.add_argument("--sweep-threads", default="1,2", help="thread counts for the per-model and pipeline sweep ('' to skip)")
     p.add_argument("--sweep-runs", type=int, default=100, help="calls per model per thread count (default 100)")
     p.add_argument("--publish-runs", type=int, default=200, help="decision payloads for the publish timing (default 200)")
@@ -294,7 +294,8 @@ def _run(args: argparse.Namespace) -> int:
         nb = min(args.baseline_frames, len(frames))
         _progress(f"seed-style baseline on the first {nb} frames (TensorFlow, subprocess; slow)")
         # the seed classifier gets the device model's input size: same architecture, same pixels
-        baseline = seed_baseline.run_in_subprocess(source, nb, Path(models.detector.model.path), lv.input_size)
+        # as many passes as the pipeline's, median pass each side: one busy minute does not decide the ratio
+        baseline = seed_baseline.run_in_subprocess(source, nb, Path(models.detector.model.path), lv.input_size, args.repeat)
         if "skipped" in baseline:
             _progress(f"baseline skipped: {baseline['skipped']}")
         else:
