@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Two sets of `edge-liveness bench` runs side by side: the pipeline's own fps (the configured loop alone),
+every pass and the median, its CPU per frame, and the seed ratio of each run.
+
+    python benchmarks/runs_ab.py A_DIR B_DIR [--names a,b] [--out FILE]
+
+For an A/B of two trees run alternately on one machine (each run's JSON under its directory): one run
+is one draw of a noisy shared VM, so the medians over runs, and over all passes, are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def runs(d: Path) -> list[dict]:
+    out = []
+    for f in sorted(d.rglob("bench_*.json")):
+        j = json.loads(f.read_text())
+        p = j["pipeline"]
+        out.append({"run": str(f.parent.relative_to(d)), "created": j["created"], "pipeline_fps": p["fps"],
+                    "fps_all_passes": p["fps_all_passes"], "cpu_ms_per_frame": p["cpu_ms_per_frame"],
+                    "seed_fps": (j.get("speedup") or {}).get("baseline_fps"), "ratio": (j.get("speedup") or {}).get("ratio")})
+    return out
+
+
+def side(rs: list[dict]) -> dict:
+    ratios = [r["ratio"] for r in rs if r["ratio"]]
+    return {"runs": len(rs), "median_pipeline_fps": statistics.median(r["pipeline_fps"] for r in rs),
+            "median_of_all_passes_fps": statistics.median(x for r in rs for x in r["fps_all_passes"]),
+            "median_cpu_ms_per_frame": statistics.median(r["cpu_ms_per_frame"] for r in rs),
+            "median_ratio": statistics.median(ratios) if ratios else None, "each": rs}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("a", type=Path)
+    ap.add_argument("b", type=Path)
+    ap.add_argument("--names", default="a,b")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    na, nb = args.names.split(",")
+    res = {na: side(runs(args.a)), nb: side(runs(args.b))}
+    res["fps_ratio_of_medians"] = round(res[na]["median_pipeline_fps"] / res[nb]["median_pipeline_fps"], 3)
+    text = json.dumps(res, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(json.dumps({k: (v if not isinstance(v, dict) else {x: y for x, y in v.items() if x != "each"}) for k, v in res.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
