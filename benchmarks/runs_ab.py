@@ -13,14 +13,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 
 def runs(d: Path) -> list[dict]:
     out = []
     for f in sorted(d.rglob("bench_*.json")):
-        j = json.loads(f.read_text())
-        p = j["pipeline"]
+        try:
+            j = json.loads(f.read_text())
+            p = j["pipeline"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+            print(f"error: {f}: not a readable `edge-liveness bench` JSON ({type(e).__name__}): re-run the bench or "
+                  "leave it out", file=sys.stderr)
+            raise SystemExit(2) from None
         out.append({"run": str(f.parent.relative_to(d)), "created": j["created"], "pipeline_fps": p["fps"],
                     "fps_all_passes": p["fps_all_passes"], "cpu_ms_per_frame": p["cpu_ms_per_frame"],
                     "seed_fps": (j.get("speedup") or {}).get("baseline_fps"), "ratio": (j.get("speedup") or {}).get("ratio")})
@@ -42,8 +48,18 @@ def main() -> int:
     ap.add_argument("--names", default="a,b")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    na, nb = args.names.split(",")
-    res = {na: side(runs(args.a)), nb: side(runs(args.b))}
+    names = args.names.split(",")
+    if len(names) != 2 or not all(names):
+        print(f"error: --names {args.names!r}: give two names, e.g. --names new,old", file=sys.stderr)
+        return 2
+    na, nb = names
+    found = {d: runs(d) for d in (args.a, args.b)}
+    empty = [str(d) for d, rs in found.items() if not rs]
+    if empty:
+        print(f"error: no bench_*.json under {', '.join(empty)}: give the directories `edge-liveness bench --out` wrote",
+              file=sys.stderr)
+        return 2
+    res = {na: side(found[args.a]), nb: side(found[args.b])}
     res["fps_ratio_of_medians"] = round(res[na]["median_pipeline_fps"] / res[nb]["median_pipeline_fps"], 3)
     text = json.dumps(res, indent=1)
     if args.out:

@@ -198,11 +198,13 @@ def test_gstreamer_pipeline_without_gstreamer_is_one_clear_line():
 def test_frame_waiting_says_whether_the_camera_or_the_consumer_sets_the_pace(tmp_path):
     """The daemon judges every held frame at once while no newer frame waits (overlap.py): a camera at
     5 fps leaves nothing waiting right after a frame, a consumer slower than it finds the next one there.
-    Unthreaded (replay, tests) the next frame is read on demand: always "waiting"."""
+    Unthreaded the next frame is read on demand: "waiting" for a file replayed as fast as it reads, not for a
+    paced replay (a live camera's stand-in), where a held frame would only add latency."""
     for i in range(8):
         cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((64, 64, 3), i, np.uint8))
     cfg = CameraConfig(realtime=True, fps=5)
     assert Camera(open_source(str(tmp_path), FAST), FAST, threaded=False).frame_waiting()
+    assert not Camera(open_source(str(tmp_path), cfg), cfg, threaded=False).frame_waiting()
     cam = Camera(open_source(str(tmp_path), cfg), cfg, threaded=True)
     stop, right_after, after_a_slow_stage = threading.Event(), [], []
     for f in cam.frames(stop):

@@ -123,9 +123,10 @@ class Camera:
 
     def frame_waiting(self) -> bool:
         """A newer frame is already here (threaded: the capture thread delivered one the caller has not
-        taken). Unthreaded, the next frame is read when asked, as fast as the caller asks: True."""
+        taken). Unthreaded, the next frame is read when asked: a file replayed as fast as it reads always
+        has one (True); a live camera or a paced replay cannot say, and a held frame would add latency (False)."""
         if not self.threaded:
-            return True
+            return isinstance(self.source, ReplaySource) and not self.source.realtime
         with self._cond:
             return self._latest is not None
 
