@@ -15,12 +15,14 @@ frames after. A push returns the results of the frames more than ``find_ahead`` 
 judges the rest. The daemon flushes whenever no newer frame is waiting (``Camera.frame_waiting``):
 while the camera, not the CPU, sets the pace, a frame is judged as soon as its face is found.
 
-Each interpreter only ever runs on one thread: the mesh, the detector and a second interpreter of the
+No interpreter ever runs on two threads at once: the mesh, the detector and a second interpreter of the
 two-view model on the worker, the others on this one. On a frame that carries the passive models the
-worker runs the two-view model's tight view, before any further ``find``, while this thread runs its
-context view and the texture pair (``Pipeline.lend_worker``; a one-view model leaves the worker the
-pair's first model instead), so such a frame is split about evenly. The second interpreter costs one
-more copy of the model's packed weights in memory; its scores are the same bits.
+worker runs the two-view model's tight view, before any further ``find``, then the texture pair's first
+model, while this thread runs its context view and the pair's second (``Pipeline.lend_worker``; a
+one-view model lends only the pair's first). A lent MiniFASNet the worker has not started when this
+thread is done with the rest is cancelled and run here (``Future.cancel``): whichever thread is free
+takes it, so a worker still busy finding faces ahead never holds the judge up. The second interpreter
+costs one more copy of the model's packed weights in memory; its scores are the same bits.
 """
 
 from __future__ import annotations

@@ -218,9 +218,9 @@ class Pipeline:
         return self.models.liveness.view_logit(0, crop.image, twin=True)
 
     def lend_worker(self, worker: Executor | None) -> None:
-        """schedule.overlap's worker (overlap.py), or None once it is gone. A frame that carries the passive
-        models is then split about evenly: the worker runs a two-view model's tight view (on a second
-        interpreter, ``LivenessModel.add_twin``; schedule.split_views) or else the pair's first model."""
+        """schedule.overlap's worker (overlap.py), or None once it is gone. A scored frame is then split about
+        evenly: the worker runs a two-view model's tight view (a second interpreter, ``LivenessModel.add_twin``;
+        schedule.split_views), then the pair's first model unless this thread, done first, takes it back."""
         self._helper = worker
         self._split_views = worker is not None and self.settings.schedule.split_views and self.models.liveness.views == 2
         if self._split_views:
@@ -228,9 +228,12 @@ class Pipeline:
 
     def _texture_score(self, frame: Frame, box: tuple[float, float, float, float], ms: dict[str, float],
                        first: Future[float] | None) -> float:
-        t = time.perf_counter()
-        done = (first.result(),) if first is not None else ()
-        s = self.models.texture.score(frame.image, box, done)
+        t, pair = time.perf_counter(), self.models.texture
+        # the first model is lent to the worker (after the tight view, if any): the others run here, then
+        # the first too if the worker has not started it (whichever thread is free runs it)
+        rest = tuple(m.p_real(frame.image, box) for m in pair.models[1:]) if first is not None else ()
+        done = () if first is None else (pair.models[0].p_real(frame.image, box) if first.cancel() else first.result(),)
+        s = pair.score(frame.image, box, done + rest)
         ms["texture"] = (time.perf_counter() - t) * 1e3
         self._pair = s.per_model
         return s.p_real
@@ -256,15 +259,12 @@ class Pipeline:
         return fuse(scores[PRIMARY_PASSIVE], self.engine.threshold, scores.get(TEXTURE), d.texture_threshold)
 
     def _eye_plan(self) -> tuple[bool, bool]:
-        """(the eye model is wanted on this frame, the eyes are read at all).
-
-        The eye model runs while a blink can still count (or the caller asked for it always, as
-        `blinks score` does; without a blink model, as `blinks train` extracts signals, on every
-        frame). Once an attempt in a blink mode no longer needs a blink the eyes are not read at all:
-        the mesh's eyelids are on another scale, and mixing them in would spoil the attempt's EAR
-        evidence. Nor are they read while no attempt collects or can start (after a decision, until the face
-        leaves or the cooldown ends): nothing on those frames can use them. Otherwise (an attempt of another
-        mode, or one that may start) the mesh's eyelids keep the signals flowing."""
+        """(the eye model is wanted on this frame, the eyes are read at all). The eye model runs while a blink
+        can still count (always for `blinks score`; on every frame without a blink model, as `blinks train`
+        extracts signals). Once a blink-mode attempt needs no more blinks the eyes are not read (the mesh's
+        eyelids, on another scale, would spoil its EAR evidence), nor while no attempt collects or can start
+        (after a decision, until the face leaves or the cooldown ends: nothing uses them). Otherwise (an
+        attempt of another mode, or one that may start) the mesh's eyelids keep the signals flowing."""
         e = self.engine
         if self.always_eyes or e.wants_blinks:
             return True, True
@@ -358,20 +358,22 @@ class Pipeline:
         ms: dict[str, float] = {}
         # the scorers leave their parts here (on this thread) for the learned fusion to read back
         self._view_logits, self._pair = None, None
-        # the texture pair rides on the liveness model's frames (two 80 px int8 nets, under a
-        # millisecond each): every score gets its veto from the same frame, and the eye model keeps
-        # every other frame
+        # the texture pair rides on the liveness model's frames (two 80 px int8 nets, under a millisecond
+        # each): every score gets its veto from the same frame, and the eye model keeps every other frame
         pair = self.models.texture if PRIMARY_PASSIVE in names else None
         box = face_box(lm) if pair is not None else None
-        # schedule.overlap: the worker takes the tight view (lend_worker), or else the pair's first model
+        # schedule.overlap: the worker takes the tight view (lend_worker), then the pair's first model unless taken back
         split = self._split_views and PRIMARY_PASSIVE in names
-        first = None
-        if pair is not None and self._helper is not None and not split:
-            first = self._helper.submit(pair.models[0].p_real, frame.image, box)
         collect = self._two_view_split(frame, lm, ms) if split else None
-        out = {n: float(self.passive[n](frame, lm, ms)) for n in names if collect is None or n != PRIMARY_PASSIVE}
-        if pair is not None:
-            out[TEXTURE] = self._texture_score(frame, box, ms, first)
+        first = self._helper.submit(pair.models[0].p_real, frame.image, box) if pair is not None and self._helper is not None else None
+        try:
+            out = {n: float(self.passive[n](frame, lm, ms)) for n in names if collect is None or n != PRIMARY_PASSIVE}
+            if pair is not None:
+                out[TEXTURE] = self._texture_score(frame, box, ms, first)
+        except BaseException:
+            if first is not None and not first.cancel():
+                first.exception()  # waits: a lent model never runs on two threads, whatever raised here
+            raise
         if collect is not None:
             out = {PRIMARY_PASSIVE: collect(), **out}
         if self._view_logits is not None and self._pair is not None:
