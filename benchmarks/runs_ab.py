@@ -2,7 +2,7 @@
 """Two sets of `edge-liveness bench` runs side by side: the pipeline's own fps (the configured loop alone),
 every pass and the median, its CPU per frame, and the seed ratio of each run.
 
-    python benchmarks/runs_ab.py A_DIR B_DIR [--names a,b] [--out FILE]
+    python benchmarks/runs_ab.py A_DIR B_DIR [--names a,b] [--source TEXT] [--out FILE]
 
 For an A/B of two trees run alternately on one machine (each run's JSON under its directory): one run
 is one draw of a noisy shared VM, so the medians over runs, and over all passes, are what to compare.
@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 
-def runs(d: Path) -> list[dict]:
+def runs(d: Path, source: str = "") -> list[dict]:
+    """Every bench JSON under ``d`` whose file name contains ``source`` (the source's slug, e.g. nuaa-live-0001)."""
     out = []
-    for f in sorted(d.rglob("bench_*.json")):
+    for f in sorted(d.rglob(f"bench_*{source}*.json" if source else "bench_*.json")):
         try:
             j = json.loads(f.read_text())
             p = j["pipeline"]
@@ -46,6 +47,7 @@ def main() -> int:
     ap.add_argument("a", type=Path)
     ap.add_argument("b", type=Path)
     ap.add_argument("--names", default="a,b")
+    ap.add_argument("--source", default="", help="only the runs of this source: text in the JSON's file name (e.g. nuaa-live-0001)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     names = args.names.split(",")
@@ -53,11 +55,12 @@ def main() -> int:
         print(f"error: --names {args.names!r}: give two names, e.g. --names new,old", file=sys.stderr)
         return 2
     na, nb = names
-    found = {d: runs(d) for d in (args.a, args.b)}
+    found = {d: runs(d, args.source) for d in (args.a, args.b)}
     empty = [str(d) for d, rs in found.items() if not rs]
     if empty:
-        print(f"error: no bench_*.json under {', '.join(empty)}: give the directories `edge-liveness bench --out` wrote",
-              file=sys.stderr)
+        what = f"bench_*{args.source}*.json" if args.source else "bench_*.json"
+        print(f"error: no {what} under {', '.join(empty)}: give the directories `edge-liveness bench --out` wrote"
+              + (" (or a --source text found in their file names)" if args.source else ""), file=sys.stderr)
         return 2
     res = {na: side(found[args.a]), nb: side(found[args.b])}
     res["fps_ratio_of_medians"] = round(res[na]["median_pipeline_fps"] / res[nb]["median_pipeline_fps"], 3)

@@ -70,8 +70,10 @@ def main() -> int:
         print(f"{src}: {len(rs)} runs, ratio median {med:g}x ({min(ratios):g}-{max(ratios):g}); seed "
               f"{summary[src]['seed_fps_range'][0]:g}-{summary[src]['seed_fps_range'][1]:g} fps, pipeline "
               f"{summary[src]['pipeline_fps_range'][0]:g}-{summary[src]['pipeline_fps_range'][1]:g} fps")
-    out = {"target": TARGET, "command": "python benchmarks/speedup_runs.py " + " ".join(args.paths), "summary": summary,
-           "runs": by_source}
+    dest = Path(args.out).resolve()
+    shown = dest.relative_to(REPO) if dest.is_relative_to(REPO) else dest
+    out = {"target": TARGET, "command": f"python benchmarks/speedup_runs.py {' '.join(args.paths)} --out {shown}",
+           "summary": summary, "runs": by_source}
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     return 0
 

@@ -207,15 +207,18 @@ def test_overlap_split_benchmark_compares_both_worker_shares_with_the_same_score
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "not found" in bad.stderr
 
 
-def test_the_committed_speedup_runs_summary_is_what_its_runs_give(tmp_path):
-    """benchmarks/results/bench_speedup_runs.json (the README's seed speed-up range) recomputed from the
-    committed bench runs it names must come out the same."""
+@pytest.mark.parametrize("name", ["bench_speedup_runs.json", "bench_speedup_runs_confirm.json",
+                                  "bench_speedup_runs_takeback.json"])
+def test_the_committed_speedup_runs_summary_is_what_its_runs_give(tmp_path, name):
+    """Each committed seed speed-up summary (the README's ranges) recomputed, by the command it records, from
+    the committed bench runs it names must come out the same."""
     import subprocess
     import sys
 
     repo = Path(__file__).resolve().parent.parent
-    committed = json.loads((repo / "benchmarks" / "results" / "bench_speedup_runs.json").read_text())
-    paths = committed["command"].split()[2:]
+    committed = json.loads((repo / "benchmarks" / "results" / name).read_text())
+    args = committed["command"].split()[2:]
+    paths = args[:args.index("--out")] if "--out" in args else args
     out = tmp_path / "runs.json"
     proc = subprocess.run([sys.executable, "benchmarks/speedup_runs.py", *paths, "--out", str(out)],
                           capture_output=True, text=True, timeout=120, cwd=repo)
@@ -230,3 +233,24 @@ def test_the_committed_speedup_runs_summary_is_what_its_runs_give(tmp_path):
     bad = subprocess.run([sys.executable, "benchmarks/speedup_runs.py", str(tmp_path)], capture_output=True, text=True,
                          timeout=60, cwd=repo)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "bench_x_t1.json" in bad.stderr
+
+
+def test_the_committed_takeback_ab_is_what_its_runs_give(tmp_path):
+    """benchmarks/runs_ab.py on the committed A/B runs (the two trees alternated, NUAA 0001 only by --source)
+    gives the committed summary; a --source no file matches is one line and exit 2."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    d = repo / "benchmarks" / "results" / "bench_runs_2026-12-05_takeback_ab"
+    out = tmp_path / "ab.json"
+    cmd = [sys.executable, "benchmarks/runs_ab.py", str(d / "new"), str(d / "old"), "--names", "takeback,before"]
+    proc = subprocess.run(cmd + ["--source", "nuaa-live-0001", "--out", str(out)], capture_output=True, text=True,
+                          timeout=60, cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    again, committed = json.loads(out.read_text()), json.loads((d / "summary.json").read_text())
+    assert again == committed and again["takeback"]["runs"] == again["before"]["runs"] == 8
+    every = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=repo)  # without --source: the videos too
+    assert every.returncode == 0 and json.loads(every.stdout)["takeback"]["runs"] == 14
+    none = subprocess.run(cmd + ["--source", "no-such-source"], capture_output=True, text=True, timeout=60, cwd=repo)
+    assert none.returncode == 2 and len(none.stderr.strip().splitlines()) == 1 and "no-such-source" in none.stderr
