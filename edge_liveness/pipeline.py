@@ -229,11 +229,12 @@ class Pipeline:
     def _texture_score(self, frame: Frame, box: tuple[float, float, float, float], ms: dict[str, float],
                        first: Future[float] | None) -> float:
         t, pair = time.perf_counter(), self.models.texture
-        # the first model is lent to the worker (after the tight view, if any): the others run here, then
-        # the first too if the worker has not started it (whichever thread is free runs it)
-        rest = tuple(m.p_real(frame.image, box) for m in pair.models[1:]) if first is not None else ()
-        done = () if first is None else (pair.models[0].p_real(frame.image, box) if first.cancel() else first.result(),)
-        s = pair.score(frame.image, box, done + rest)
+        if first is None:
+            s = pair.score(frame.image, box)
+        else:  # the first model lent to the worker: the others run here first, then it too unless the worker started it
+            rest = tuple(m.p_real(frame.image, box) for m in pair.models[1:])
+            p0 = pair.models[0].p_real(frame.image, box) if first.cancel() else first.result()
+            s = pair.score(frame.image, box, (p0,) + rest)
         ms["texture"] = (time.perf_counter() - t) * 1e3
         self._pair = s.per_model
         return s.p_real
@@ -362,7 +363,6 @@ class Pipeline:
         # each): every score gets its veto from the same frame, and the eye model keeps every other frame
         pair = self.models.texture if PRIMARY_PASSIVE in names else None
         box = face_box(lm) if pair is not None else None
-        # schedule.overlap: the worker takes the tight view (lend_worker), then the pair's first model unless taken back
         split = self._split_views and PRIMARY_PASSIVE in names
         collect = self._two_view_split(frame, lm, ms) if split else None
         first = self._helper.submit(pair.models[0].p_real, frame.image, box) if pair is not None and self._helper is not None else None

@@ -222,8 +222,8 @@ def test_without_split_views_the_worker_runs_the_pairs_first_model(face_models, 
 
 def test_a_lent_model_the_busy_worker_has_not_started_is_run_by_the_caller(face_models):
     """The first MiniFASNet is lent to the worker; while the worker is busy (here: held by a job until the
-    frame is judged) the caller runs it itself once done with the rest, instead of waiting, and the job is
-    gone from the worker's queue: each model still runs once a frame, on one thread at a time."""
+    frame is judged) the caller runs it itself once done with the rest, instead of waiting, and the worker
+    skips the cancelled job: each model still runs once a frame, on one thread at a time."""
     import threading
 
     from edge_liveness.overlap import FindWorker
