@@ -207,6 +207,34 @@ def test_overlap_split_benchmark_compares_both_worker_shares_with_the_same_score
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "not found" in bad.stderr
 
 
+def test_overlap_limits_benchmark_measures_each_bound_and_the_process_runner_gives_the_same_scores(tmp_path, face_models):
+    """benchmarks/overlap_limits.py on real photos: two one-thread processes at once, the overlapped loop's
+    fill and drain, extra CPU on either half, passive rates, and the find half in a forked process, whose
+    every score must be the thread runner's bits. Bad flags are one line and exit 2."""
+    import subprocess
+    import sys
+
+    src = shared_file("liveness", "nuaa", "live", "0001")
+    out = tmp_path / "limits.json"
+    repo = Path(__file__).resolve().parent.parent
+    script = str(repo / "benchmarks" / "overlap_limits.py")
+    proc = subprocess.run([sys.executable, script, "--source", str(src), "--frames", "10", "--passes", "1",
+                           "--seconds", "0.5", "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=repo)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d["frames"] == 10 and d["one_thread_fps"] > 0 and len(d["two_processes_fps"]) == 2
+    assert all(f > 0 for f in d["two_processes_fps"])
+    ov = d["overlap"]
+    assert ov["fps"] > 0 and ov["fill_ms"] > 0 and ov["drain_ms"] >= 0 and ov["fill_ms"] + ov["drain_ms"] < ov["pass_ms"]
+    assert d["which_half_bounds"]["same_scores"] is True and set(d["which_half_bounds"]["fps"]) == {"none", "find", "judge"}
+    assert d["find_in_process"]["same_scores"] is True and all(v > 0 for v in d["find_in_process"]["fps"].values())
+    scored = d["passive_rates"]["scored_frames"]
+    assert scored["12"] >= scored["10"] >= scored["8"] >= 1  # fewer scores a second never scores more frames
+    for bad, what in ((["--rates", "ten"], "--rates"), (["--source", str(tmp_path / "nope")], "does not exist")):
+        r = subprocess.run([sys.executable, script, *bad], capture_output=True, text=True, timeout=120, cwd=repo)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and what in r.stderr
+
+
 @pytest.mark.parametrize("name", ["bench_speedup_runs.json", "bench_speedup_runs_confirm.json",
                                   "bench_speedup_runs_takeback.json"])
 def test_the_committed_speedup_runs_summary_is_what_its_runs_give(tmp_path, name):
