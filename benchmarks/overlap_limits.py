@@ -140,6 +140,7 @@ def which_half(st, models, frames, passes: int, burn_ms: float) -> dict:
     find, judge = Pipeline.find, Pipeline.judge
 
     def burn(half: str) -> None:
+        # numpy work on a block outside the caches, like the halves' own crops and model calls
         if where[0] == half:
             t = time.thread_time()
             while time.thread_time() - t < burn_ms / 1e3:
@@ -181,13 +182,10 @@ def alternate(variants: dict, passes: int) -> dict:
     return {"fps": {k: _r(float(np.median(v)), 1) for k, v in fps.items()}, "same_scores": same}
 
 
-def passive_rates(source: Path, limit: int, rates: list[float], passes: int) -> dict:
-    """fps of the overlapped loop at each passive rate, and the frames each scored."""
-    from edge_liveness.pipeline import load_models
-
+def passive_rates(models, frames, rates: list[float], passes: int) -> dict:
+    """fps of the overlapped loop at each passive rate (the same models: the rate is the schedule's), and
+    the frames each scored."""
     sts = {r: bench_settings(SimpleNamespace(config=None), 1, schedule={"passive_scores_per_s": r}) for r in rates}
-    frames, _ = decode_frames(source, limit)
-    models = load_models(sts[rates[0]])
     scored: dict[str, int] = {}
 
     def variant(rate: float):
@@ -295,8 +293,10 @@ class _Lender:
         self.finder = finder
 
     def submit(self, fn, *args):
+        from edge_liveness.pipeline import Pipeline
+
         f = self.finder
-        if getattr(fn, "__name__", "") == "_tight_logit":
+        if getattr(fn, "__func__", None) is Pipeline._tight_logit:
             return _Future(f, f.send("tight", args[0], args[1]))
         return _Future(f, f.send("pair0", f.current, args[1]))
 
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     _progress(f"+{a.burn_ms:g} ms CPU on the find half or the judge half, alternated")
     res["which_half_bounds"] = {"burn_ms": a.burn_ms, **which_half(st, models, frames, a.passes, a.burn_ms)}
     _progress(f"passive scores a second {rates}, alternated")
-    res["passive_rates"] = passive_rates(source, a.frames, rates, a.passes)
+    res["passive_rates"] = passive_rates(models, frames, rates, a.passes)
     _progress("the find half in a forked process vs a thread, alternated")
     res["find_in_process"] = in_process(st, models, frames, a.passes)
     two = sum(res["two_processes_fps"])
